@@ -1,0 +1,1 @@
+"""Pure metric computation: numpy and sacrebleu only, no web, database or torch code."""

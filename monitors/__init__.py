@@ -1,0 +1,1 @@
+"""Prometheus instruments, prediction log, online accuracy and drift."""
