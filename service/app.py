@@ -1,0 +1,46 @@
+"""create_app(settings): wiring only. Behaviour lives in the modules it wires together."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.auth import KeyStore, parse_env_keys
+from service.db.migrate import migrate
+from service.db.session import Database
+from service.errors import install_error_handlers
+from service.middleware import BodySizeLimit, HttpMetrics
+from service.readiness import Readiness, database_check
+from service.routes import health
+from service.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    logging.basicConfig(level=settings.log_level.upper())
+    db = Database(settings.resolved_database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        migrate(db, settings.data_dir)
+        yield
+        db.dispose()
+
+    app = FastAPI(
+        title="heldout",
+        version="0.1.0",
+        description="Evaluation and model monitoring for fine-tuned transformer models.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.keys = KeyStore(db, parse_env_keys(settings.api_keys))
+    app.state.readiness = Readiness()
+    app.state.readiness.add("database", database_check(db))
+
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetrics)
+    app.include_router(health.router)
+    return app

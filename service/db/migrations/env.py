@@ -1,0 +1,20 @@
+"""Alembic environment: online migrations against the URL set by ``service.db.migrate``."""
+
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+from service.db.models import Base
+
+config = context.config
+connectable = engine_from_config(
+    config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
+)
+with connectable.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+connectable.dispose()
