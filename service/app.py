@@ -12,7 +12,7 @@ from service.db.session import Database
 from service.errors import install_error_handlers
 from service.middleware import BodySizeLimit, HttpMetrics
 from service.readiness import Readiness, database_check
-from service.routes import health
+from service.routes import health, metrics_api
 from service.settings import Settings
 
 
@@ -43,4 +43,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetrics)
     app.include_router(health.router)
+    app.include_router(metrics_api.router)
     return app

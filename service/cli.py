@@ -8,11 +8,15 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from service.settings import Settings, settings_help
 
+if TYPE_CHECKING:
+    from service.db.session import Database
 
-def _open_database(settings: Settings):  # type: ignore[no-untyped-def]
+
+def _open_database(settings: Settings) -> "Database":
     from service.db.migrate import migrate
     from service.db.session import Database
 

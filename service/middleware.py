@@ -9,7 +9,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitors.instruments import http_request_duration_seconds, http_requests_total
-from service.errors import ProblemError, problem_response
+from service.errors import problem_response
 
 UNMATCHED_ROUTE = "<unmatched>"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -29,16 +29,29 @@ class BodySizeLimit:
             await problem_response(413, self._detail())(scope, receive, send)
             return
         seen = 0
+        rejected = False
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if rejected:
+                return  # the 413 has been sent; whatever the app answers after the cut is dropped
+            started = started or message["type"] == "http.response.start"
+            await send(message)
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, rejected
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise ProblemError(413, self._detail())
+            if seen > self.max_bytes and not rejected:
+                if not started:
+                    await problem_response(413, self._detail())(scope, receive, send)
+                rejected = True
+            if rejected:
+                return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, counting_receive, send)
+        await self.app(scope, counting_receive, guarded_send)
 
     def _detail(self) -> str:
         return f"request body is larger than HELDOUT_MAX_BODY_BYTES ({self.max_bytes} bytes)"

@@ -17,7 +17,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn, _record):
             # WAL lets readers proceed while a writer commits; several worker processes share the file.
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")

@@ -28,4 +28,4 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 AUTH_ERRORS = problem_responses(401, 403)
-BODY_ERRORS = problem_responses(413, 422)
+BODY_ERRORS = problem_responses(400, 413, 422)
