@@ -92,3 +92,22 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 def auth(role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {KEYS[role]}"}
+
+
+_backends_run: set[str] = set()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    callspec = getattr(item, "callspec", None)
+    if report.when == "call" and report.passed and callspec and "database_url" in callspec.params:
+        _backends_run.add(str(callspec.params["database_url"]))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _backends_run:
+        shown = make_url(POSTGRES_URL).render_as_string(hide_password=True)
+        names = ", ".join(sorted(_backends_run))
+        terminalreporter.write_line(f"storage tests passed on: {names} (PostgreSQL: {shown})")
