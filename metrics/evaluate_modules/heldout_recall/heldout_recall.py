@@ -1,0 +1,16 @@
+"""heldout recall as an offline `evaluate` module."""
+
+from typing import Any
+
+import evaluate
+
+import metrics.evaluate_modules._classification_common as common
+from metrics.classification import classification_report
+
+
+class HeldoutRecall(evaluate.Metric):
+    def _info(self) -> evaluate.MetricInfo:
+        return common.metric_info("recall", "Recall: tp / (tp + fn).")
+
+    def _compute(self, predictions: list[Any], references: list[Any], **options: Any) -> dict[str, Any]:
+        return {"recall": classification_report(predictions, references, **options).recall}
