@@ -1,0 +1,333 @@
+"""Corpus BLEU, chrF and TER equal to sacrebleu's, with sentence scores and bootstrap intervals.
+
+Point scores go through sacrebleu's own ``_compute_score_from_stats`` on the summed per-segment
+statistics, so they are sacrebleu's numbers. Bootstrap resamples and sentence scores need thousands
+of scores at once: the ``*_scores`` functions below replay sacrebleu's formulas over a leading batch
+axis in numpy, in the same floating-point operation order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from sacrebleu.metrics import BLEU
+
+from metrics.bootstrap import Interval, make_rng, percentile_interval, resampled_sums
+from metrics.errors import MetricInputError
+from metrics.generation_stats import (
+    BleuSpec,
+    ChrfSpec,
+    MetricSpec,
+    References,
+    TerSpec,
+    check_tokenizer,
+    extract_statistics,
+    num_refs,
+    resolve_workers,
+    signature,
+)
+
+METRICS = ("bleu", "chrf", "ter")
+CHRF_WORD_ORDERS = (0, 2)
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class MetricScore:
+    name: str
+    score: float
+    signature: str
+    precisions: list[float] | None = None
+    bp: float | None = None
+    sys_len: int | None = None
+    ref_len: int | None = None
+    sentence_scores: list[float] | None = None
+    interval: Interval | None = None
+
+
+@dataclass(frozen=True)
+class BleuArrays:
+    score: np.ndarray
+    precisions: np.ndarray
+    bp: np.ndarray
+
+
+def _my_log(values: np.ndarray) -> np.ndarray:
+    """sacrebleu.utils.my_log: log, with log(0) floored to -9999999999."""
+    with np.errstate(divide="ignore"):
+        return np.where(values == 0.0, -9999999999.0, np.log(values))
+
+
+def bleu_arrays(stats: np.ndarray, spec: BleuSpec) -> BleuArrays:
+    """``BLEU.compute_bleu`` over rows of summed statistics ``[sys_len, ref_len, correct.., total..]``."""
+    s = np.atleast_2d(np.asarray(stats, dtype=np.float64))
+    order = spec.max_ngram_order
+    sys_len, ref_len = s[:, 0], s[:, 1]
+    correct, total = s[:, 2 : 2 + order].copy(), s[:, 2 + order : 2 + 2 * order].copy()
+    method = spec.smooth_method
+    default = BLEU.SMOOTH_DEFAULTS[method]
+    smooth_value = float(spec.smooth_value if spec.smooth_value is not None else default or 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bp = np.where(sys_len < ref_len, np.where(sys_len > 0, np.exp(1 - ref_len / sys_len), 0.0), 1.0)
+        no_match = ~correct.any(axis=1)
+        precisions = np.zeros_like(correct)
+        alive = np.ones(len(s), dtype=bool)  # sacrebleu stops at the first order with no n-grams
+        eff_order = np.full(len(s), float(order))
+        smooth_mteval = np.ones(len(s))
+        for k in range(order):
+            if method == "add-k" and k > 0:
+                correct[:, k] += smooth_value
+                total[:, k] += smooth_value
+            alive &= total[:, k] != 0
+            if spec.effective_order:
+                eff_order = np.where(alive, k + 1.0, eff_order)
+            zero = correct[:, k] == 0
+            if method == "exp":
+                smooth_mteval = np.where(alive & zero, smooth_mteval * 2, smooth_mteval)
+                smoothed = 100.0 / (smooth_mteval * total[:, k])
+            elif method == "floor":
+                smoothed = 100.0 * smooth_value / total[:, k]
+            else:
+                smoothed = np.zeros(len(s))
+            value = np.where(zero, smoothed, 100.0 * correct[:, k] / total[:, k])
+            precisions[:, k] = np.where(alive, value, 0.0)
+        log_sum = np.zeros(len(s))
+        for k in range(order):
+            log_sum = log_sum + np.where(k < eff_order, _my_log(precisions[:, k]), 0.0)
+        score = bp * np.exp(log_sum / eff_order)
+    precisions[no_match] = 0.0
+    return BleuArrays(np.where(no_match, 0.0, score), precisions, bp)
+
+
+def chrf_scores(stats: np.ndarray, spec: ChrfSpec) -> np.ndarray:
+    """``CHRF._compute_f_score`` over rows of summed ``[hyp, ref, match]`` triples per order."""
+    s = np.atleast_2d(np.asarray(stats, dtype=np.float64))
+    eps = 1e-16
+    factor = spec.beta**2
+    order = spec.char_order + spec.word_order
+    score = np.zeros(len(s))
+    avg_prec, avg_rec, effective = np.zeros(len(s)), np.zeros(len(s)), np.zeros(len(s))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i in range(order):
+            n_hyp, n_ref, n_match = s[:, 3 * i], s[:, 3 * i + 1], s[:, 3 * i + 2]
+            prec = np.where(n_hyp > 0, n_match / n_hyp, eps)
+            rec = np.where(n_ref > 0, n_match / n_ref, eps)
+            denom = factor * prec + rec
+            score = score + np.where(denom > 0, (1 + factor) * prec * rec / denom, eps)
+            both = (n_hyp > 0) & (n_ref > 0)
+            avg_prec = avg_prec + np.where(both, prec, 0.0)
+            avg_rec = avg_rec + np.where(both, rec, 0.0)
+            effective += both
+        if spec.eps_smoothing:
+            return 100 * score / order
+        avg_prec = np.where(effective == 0, 0.0, avg_prec / effective)
+        avg_rec = np.where(effective == 0, 0.0, avg_rec / effective)
+        f_score = (1 + factor) * avg_prec * avg_rec
+        f_score = f_score / ((factor * avg_prec) + avg_rec)
+        return np.where(avg_prec + avg_rec != 0, 100 * f_score, 0.0)
+
+
+def ter_scores(stats: np.ndarray) -> np.ndarray:
+    """``TER._compute_score_from_stats`` over rows of summed ``[edits, reference length]``."""
+    s = np.atleast_2d(np.asarray(stats, dtype=np.float64))
+    edits, ref_length = s[:, 0], s[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = np.where(ref_length > 0, edits / ref_length, np.where(edits > 0, 1.0, 0.0))
+    return 100 * fraction
+
+
+def score_function(spec: MetricSpec) -> ScoreFn:
+    """Summed statistics (m, width) -> scores (m,), for resampling."""
+    if isinstance(spec, BleuSpec):
+        return lambda stats: bleu_arrays(stats, spec).score
+    if isinstance(spec, ChrfSpec):
+        return lambda stats: chrf_scores(stats, spec)
+    return ter_scores
+
+
+def sentence_spec(spec: MetricSpec) -> MetricSpec:
+    """Sentence BLEU uses effective order, as ``sacrebleu.sentence_bleu`` does; chrF and TER are unchanged."""
+    return replace(spec, effective_order=True) if isinstance(spec, BleuSpec) else spec
+
+
+def corpus_totals(stats: np.ndarray) -> list[Any]:
+    """Column sums as Python numbers, exact for integer statistics, for sacrebleu's scorer."""
+    dtype = np.int64 if np.issubdtype(stats.dtype, np.integer) else np.float64
+    return stats.sum(axis=0, dtype=dtype).tolist()
+
+
+def point_score(spec: MetricSpec, stats: np.ndarray) -> Any:
+    """sacrebleu's own Score object from per-segment statistics (n, width)."""
+    return spec.build()._compute_score_from_stats(corpus_totals(stats))
+
+
+# -- input validation -------------------------------------------------------------------------
+
+
+def check_segments(values: Any, field: str, max_segments: int | None) -> list[str]:
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise MetricInputError(f"{field} must be a list of strings", field)
+    if len(values) == 0:
+        raise MetricInputError(f"{field} is empty", field)
+    if max_segments is not None and len(values) > max_segments:
+        raise MetricInputError(f"{field} has {len(values)} segments; the limit is {max_segments}", field)
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise MetricInputError(f"{field}[{i}] is {type(value).__name__}, not a string", field)
+    return list(values)
+
+
+def check_references(references: Any, n: int) -> References:
+    """Per-example reference lists from ``str | list[str]`` entries, one entry per hypothesis."""
+    field = "references"
+    if isinstance(references, str) or not isinstance(references, Sequence):
+        raise MetricInputError("references must be a list with one entry per hypothesis", field)
+    if len(references) != n:
+        raise MetricInputError(f"got {len(references)} references for {n} hypotheses", field)
+    out = []
+    for i, entry in enumerate(references):
+        if isinstance(entry, str):
+            out.append([entry])
+            continue
+        if not isinstance(entry, Sequence) or len(entry) == 0:
+            raise MetricInputError(f"references[{i}] must be a string or a non-empty list of strings", field)
+        if not all(isinstance(ref, str) for ref in entry):
+            raise MetricInputError(f"references[{i}] holds a non-string reference", field)
+        out.append(list(entry))
+    return out
+
+
+def check_metric_names(metrics: Any) -> list[str]:
+    names = [metrics] if isinstance(metrics, str) else metrics
+    if not isinstance(names, Sequence) or len(names) == 0:
+        raise MetricInputError(f"metrics must name at least one of {', '.join(METRICS)}", "metrics")
+    for name in names:
+        if name not in METRICS:
+            raise MetricInputError(f"unknown metric {name!r}; use {', '.join(METRICS)}", "metrics")
+    return list(dict.fromkeys(names))
+
+
+def check_resamples(n_resamples: Any, max_resamples: int | None, minimum: int) -> int:
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < minimum:
+        raise MetricInputError(f"n_resamples must be an integer >= {minimum}", "n_resamples")
+    if max_resamples is not None and n_resamples > max_resamples:
+        raise MetricInputError(f"n_resamples {n_resamples} is above the limit {max_resamples}", "n_resamples")
+    return n_resamples
+
+
+def check_confidence_level(level: Any) -> float:
+    if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 1:
+        raise MetricInputError("confidence_level must be strictly between 0 and 1", "confidence_level")
+    return float(level)
+
+
+def check_seed(seed: Any) -> int | None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise MetricInputError("seed must be a non-negative integer or null", "seed")
+    return seed
+
+
+def metric_specs(
+    names: Sequence[str], tokenize: str, lowercase: bool, chrf_word_order: int
+) -> list[MetricSpec]:
+    """sacrebleu's default settings for each metric; TER keeps its defaults (case-insensitive)."""
+    if not isinstance(tokenize, str):
+        raise MetricInputError("tokenize must be a tokenizer name", "tokenize")
+    check_tokenizer(tokenize)
+    if not isinstance(lowercase, bool):
+        raise MetricInputError("lowercase must be a boolean", "lowercase")
+    if isinstance(chrf_word_order, bool) or chrf_word_order not in CHRF_WORD_ORDERS:
+        raise MetricInputError("chrf_word_order must be 0 (chrF) or 2 (chrF++)", "chrf_word_order")
+    by_name: dict[str, MetricSpec] = {
+        "bleu": BleuSpec(tokenize=tokenize, lowercase=lowercase),
+        "chrf": ChrfSpec(word_order=chrf_word_order, lowercase=lowercase),
+        "ter": TerSpec(),
+    }
+    return [by_name[name] for name in names]
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def _metric_score(
+    spec: MetricSpec,
+    stats: np.ndarray,
+    sig: str,
+    sentence_level: bool,
+    interval: Interval | None,
+) -> MetricScore:
+    score = point_score(spec, stats)
+    sentences = score_function(sentence_spec(spec))(stats).tolist() if sentence_level else None
+    if isinstance(spec, BleuSpec):
+        return MetricScore(
+            score.name,
+            float(score.score),
+            sig,
+            precisions=[float(p) for p in score.precisions],
+            bp=float(score.bp),
+            sys_len=int(score.sys_len),
+            ref_len=int(score.ref_len),
+            sentence_scores=sentences,
+            interval=interval,
+        )
+    return MetricScore(score.name, float(score.score), sig, sentence_scores=sentences, interval=interval)
+
+
+def bootstrap_intervals(
+    specs: Sequence[MetricSpec], stats: Sequence[np.ndarray], n_resamples: int, seed: int | None, level: float
+) -> list[Interval]:
+    """Percentile intervals from one set of resamples shared by all metrics (all statistics side by side)."""
+    widths = np.cumsum([0] + [spec.width for spec in specs])
+    sums = resampled_sums(np.hstack(stats), n_resamples, make_rng(seed))
+    return [
+        percentile_interval(score_function(spec)(sums[:, start:stop]), level)
+        for spec, start, stop in zip(specs, widths[:-1], widths[1:], strict=True)
+    ]
+
+
+def generation_report(
+    hypotheses: Sequence[str],
+    references: Sequence[str | Sequence[str]],
+    *,
+    metrics: Sequence[str] = ("bleu",),
+    tokenize: str = "13a",
+    lowercase: bool = False,
+    chrf_word_order: int = 0,
+    sentence_level: bool = False,
+    confidence_level: float = 0.95,
+    n_resamples: int = 0,
+    seed: int | None = 0,
+    workers: int | None = None,
+    max_segments: int | None = None,
+    max_resamples: int | None = None,
+) -> dict[str, MetricScore]:
+    """Corpus scores keyed by requested metric name, each with sacrebleu's signature.
+
+    ``n_resamples > 0`` adds a percentile bootstrap interval (the signature then carries ``bs`` and
+    ``seed`` as sacrebleu's does); ``sentence_level`` adds per-segment scores.
+    """
+    hyps = check_segments(hypotheses, "hypotheses", max_segments)
+    refs = check_references(references, len(hyps))
+    names = check_metric_names(metrics)
+    specs = metric_specs(names, tokenize, lowercase, chrf_word_order)
+    n_resamples = check_resamples(n_resamples, max_resamples, minimum=0)
+    level = check_confidence_level(confidence_level)
+    seed = check_seed(seed)
+    workers = resolve_workers(workers)
+
+    stats = [array[0] for array in extract_statistics(specs, [hyps], refs, workers=workers)]
+    extra = {"bs": n_resamples, "seed": str(seed).lower()} if n_resamples else None
+    sigs = [signature(spec, num_refs(refs), extra) for spec in specs]
+    intervals: list[Interval | None] = (
+        list(bootstrap_intervals(specs, stats, n_resamples, seed, level))
+        if n_resamples
+        else [None] * len(specs)
+    )
+    return {
+        name: _metric_score(spec, stat, sig, sentence_level, interval)
+        for name, spec, stat, sig, interval in zip(names, specs, stats, sigs, intervals, strict=True)
+    }
