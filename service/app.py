@@ -10,10 +10,14 @@ from service.auth import KeyStore, parse_env_keys
 from service.db.migrate import migrate
 from service.db.session import Database
 from service.errors import install_error_handlers
+from service.inference.lifecycle import model_check, start_inference, stop_inference
 from service.middleware import BodySizeLimit, HttpMetrics
 from service.readiness import Readiness, database_check
-from service.routes import health, metrics_api
+from service.routes import health, inference, metrics_api
 from service.settings import Settings
+
+# Routes whose bodies are streamed to disk, so they get HELDOUT_MAX_UPLOAD_BYTES instead.
+UPLOAD_PATHS = frozenset({"/v1/test-sets"})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -24,7 +28,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         migrate(db, settings.data_dir)
+        await start_inference(app, settings, db)
         yield
+        await stop_inference(app)
         db.dispose()
 
     app = FastAPI(
@@ -38,10 +44,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keys = KeyStore(db, parse_env_keys(settings.api_keys))
     app.state.readiness = Readiness()
     app.state.readiness.add("database", database_check(db))
+    app.state.inference = None
+    if settings.model_path is not None:
+        app.state.readiness.add("model", model_check(app))
 
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        upload_bytes=settings.max_upload_bytes,
+        upload_paths=UPLOAD_PATHS,
+    )
     app.add_middleware(HttpMetrics)
     app.include_router(health.router)
     app.include_router(metrics_api.router)
+    app.include_router(inference.router)
     return app

@@ -16,17 +16,26 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """Caps request bodies; upload paths (streamed to disk, never held in memory) get their own cap."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int, upload_paths: frozenset[str]) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes
+        self.upload_paths = upload_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        is_upload = scope.get("method") == "POST" and scope.get("path", "").rstrip("/") in self.upload_paths
+        limit, setting = (
+            (self.upload_bytes, "HELDOUT_MAX_UPLOAD_BYTES") if is_upload else (self.max_bytes, "HELDOUT_MAX_BODY_BYTES")
+        )
+        detail = f"request body is larger than {setting} ({limit} bytes)"
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await problem_response(413, self._detail())(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await problem_response(413, detail)(scope, receive, send)
             return
         seen = 0
         rejected = False
@@ -43,18 +52,15 @@ class BodySizeLimit:
             nonlocal seen, rejected
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes and not rejected:
+            if seen > limit and not rejected:
                 if not started:
-                    await problem_response(413, self._detail())(scope, receive, send)
+                    await problem_response(413, detail)(scope, receive, send)
                 rejected = True
             if rejected:
                 return {"type": "http.disconnect"}
             return message
 
         await self.app(scope, counting_receive, guarded_send)
-
-    def _detail(self) -> str:
-        return f"request body is larger than HELDOUT_MAX_BODY_BYTES ({self.max_bytes} bytes)"
 
 
 class HttpMetrics:

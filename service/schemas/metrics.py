@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 Label = StrictInt | StrictStr
 LabelOrLabels = Label | list[Label]
-Average = Literal["macro", "micro", "weighted", "binary"]
+Average = Literal["macro", "micro", "weighted", "binary", "samples"]
 ZeroDivision = Literal[0, 1, "nan"]
 
 
@@ -48,13 +48,13 @@ class ConfusionMatrix(BaseModel):
     matrix: list[list[int]]
 
 
-class MajorityBaseline(BaseModel):
-    label: Label
-    accuracy: float | None
-    f1: float | None
-
-
 Score = float | None | list[float | None]
+
+
+class MajorityBaseline(BaseModel):
+    label: Label | list[Label] = Field(description="The most frequent reference label (label set for multilabel).")
+    accuracy: float | None
+    f1: Score
 
 
 class ClassificationResponse(BaseModel):
@@ -70,3 +70,83 @@ class ClassificationResponse(BaseModel):
     majority_baseline: MajorityBaseline
     warnings: list[str]
     confidence_intervals: dict[str, Interval] = {}
+
+
+GenerationMetric = Literal["bleu", "chrf", "ter"]
+ClassificationMetric = Literal["accuracy", "precision", "recall", "f1"]
+PairedTestName = Literal["paired_bootstrap", "approximate_randomization"]
+Reference = StrictStr | list[StrictStr]
+
+
+class TextOptions(BaseModel):
+    tokenize: str = Field("13a", description="A sacrebleu BLEU tokenizer: 13a, intl, zh, char, none, ...")
+    lowercase: bool = False
+    chrf_word_order: Literal[0, 2] = Field(0, description="0 for chrF, 2 for chrF++.")
+
+
+class GenerationRequest(IntervalRequest, TextOptions):
+    hypotheses: list[StrictStr]
+    references: list[Reference] = Field(description="Per hypothesis: one reference, or a list of them.")
+    metrics: list[GenerationMetric] = Field(default_factory=lambda: ["bleu"], min_length=1)
+    sentence_level: bool = False
+
+
+class GenerationScore(BaseModel):
+    score: float | None
+    signature: str
+    precisions: list[float] | None = None
+    bp: float | None = None
+    sys_len: int | None = None
+    ref_len: int | None = None
+    sentence_scores: list[float | None] | None = None
+    interval: Interval | None = None
+
+
+class GenerationResponse(BaseModel):
+    scores: dict[str, GenerationScore]
+
+
+class PairedRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    test: PairedTestName = "paired_bootstrap"
+    n_resamples: int = Field(1000, ge=1)
+    seed: int | None = 0
+    confidence_level: float = Field(0.95, gt=0, lt=1)
+
+
+class GenerationCompareRequest(PairedRequest, TextOptions):
+    task: Literal["generation"] = "generation"
+    references: list[Reference]
+    baseline: list[StrictStr]
+    candidate: list[StrictStr]
+    metrics: list[GenerationMetric] = Field(default_factory=lambda: ["bleu"], min_length=1)
+
+
+class ClassificationCompareRequest(PairedRequest):
+    task: Literal["classification"]
+    references: list[Label]
+    baseline: list[Label]
+    candidate: list[Label]
+    metrics: list[ClassificationMetric] = Field(default_factory=lambda: ["accuracy", "f1"], min_length=1)
+    average: Average | None = "macro"
+    labels: list[Label] | None = None
+    pos_label: Label = 1
+    zero_division: ZeroDivision = 0
+
+
+class PairedResult(BaseModel):
+    metric: str
+    baseline: float | None
+    candidate: float | None
+    delta: float | None
+    p_value: float | None
+    candidate_interval: Interval | None
+    baseline_interval: Interval | None = None
+    test: PairedTestName
+    n_resamples: int
+    signature: str | None = None
+
+
+class CompareResponse(BaseModel):
+    results: dict[str, PairedResult]
