@@ -31,9 +31,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
-    from monitors.exposition import prepare_multiprocess_dir
+    from monitors.multiproc import prepare_multiprocess_dir
 
     prepare_multiprocess_dir(settings.prometheus_dir)
+
+    from service.inference.demo import served_model_path
+    from service.inference.model_dir import ModelLoadError
+
+    try:
+        model_path = served_model_path(settings)
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if model_path is not None:
+        os.environ["HELDOUT_MODEL_PATH"] = str(model_path)
 
     from service.auth import KeyStore, Role, create_key, parse_env_keys
 
