@@ -5,7 +5,7 @@ label values drawn from bounded sets (route templates, never raw paths). In mult
 environment variable PROMETHEUS_MULTIPROC_DIR must be set before this module is first imported.
 """
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 # From sub-millisecond health checks to multi-second generation and metric requests.
 LATENCY_BUCKETS = (
@@ -22,4 +22,67 @@ http_request_duration_seconds = Histogram(
     "Time to answer an HTTP request, by method and route template.",
     ["method", "route"],
     buckets=LATENCY_BUCKETS,
+)
+
+# Inference spans sub-millisecond CPU classifiers to multi-second generation.
+INFERENCE_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+inference_request_duration_seconds = Histogram(
+    "heldout_inference_request_duration_seconds",
+    "Time from a request reaching the model's queue to all its results, by served model.",
+    ["model"],
+    buckets=INFERENCE_BUCKETS,
+)
+inference_queue_duration_seconds = Histogram(
+    "heldout_inference_queue_duration_seconds",
+    "Time an example waited in the batching queue before its forward pass started.",
+    ["model"],
+    buckets=INFERENCE_BUCKETS,
+)
+inference_batch_duration_seconds = Histogram(
+    "heldout_inference_batch_duration_seconds",
+    "Time of one batched forward pass (tokenization included).",
+    ["model"],
+    buckets=INFERENCE_BUCKETS,
+)
+inference_batch_size = Histogram(
+    "heldout_inference_batch_size",
+    "Examples per batched forward pass.",
+    ["model"],
+    buckets=BATCH_SIZE_BUCKETS,
+)
+inference_queue_depth = Gauge(
+    "heldout_inference_queue_depth",
+    "Examples waiting for the model, summed over live worker processes.",
+    ["model"],
+    multiprocess_mode="livesum",
+)
+predictions_total = Counter(
+    "heldout_predictions_total",
+    "Predictions served, by predicted label (classifiers with at most 50 labels; otherwise empty).",
+    ["model", "label"],
+)
+generated_tokens_total = Counter(
+    "heldout_generated_tokens_total",
+    "Tokens generated, end-of-sequence excluded.",
+    ["model"],
+)
+inference_rejected_total = Counter(
+    "heldout_inference_rejected_total",
+    "Inference requests refused or abandoned: queue_full, queue_timeout, run_timeout, shutting_down.",
+    ["model", "reason"],
+)
+model_info = Gauge(
+    "heldout_model_info",
+    "Always 1; labels describe the served model.",
+    ["model", "version", "task", "device", "dtype"],
+    multiprocess_mode="livemax",
+)
+prediction_log_dropped_total = Counter(
+    "heldout_prediction_log_dropped_total",
+    "Prediction log records dropped because the buffer was full or the store failed.",
 )

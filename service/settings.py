@@ -1,9 +1,9 @@
 """All configuration, read once from ``HELDOUT_*`` environment variables."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +19,30 @@ class Settings(BaseSettings):
     )
     model_path: Path | None = Field(None, description="Local save_pretrained directory of the model to serve.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    model_name: str | None = Field(
+        None, max_length=200, description="Name the model is served under; default is its directory's name."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype; auto is bfloat16 on GPUs that support it, float16 on others, float32 on CPU."
+    )
+    demo_model: bool = Field(
+        True, description="With no model path, `heldout serve` builds (once) and serves the embedded demo model."
+    )
+    torch_threads: int | None = Field(None, ge=1, description="Intra-op threads for CPU inference; default torch's.")
+    max_batch_size: int = Field(32, ge=1, description="Most examples merged into one forward pass.")
+    max_batch_delay_ms: float = Field(
+        2.0, ge=0, le=10_000, description="Longest an example waits for others to fill its batch."
+    )
+    max_queue: int = Field(1024, ge=1, description="Most examples waiting for the model; past it, 429 with Retry-After.")
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="Inference deadline: 503 if still queued when it passes, 504 if still running."
+    )
+    max_inputs: int = Field(256, ge=1, description="Most inputs in one /v1/predict or /v1/generate request.")
+    max_new_tokens: int = Field(512, ge=1, description="Cap on max_new_tokens in /v1/generate.")
+    multilabel_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Multi-label models return every label whose probability is above this."
+    )
+    log_input_text: bool = Field(True, description="Store input texts in the prediction log, not only their features.")
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest accepted request body; past it, 413.")
     metric_workers: int | None = Field(
         None, ge=1, description="Processes computing generation statistics; default is the number of CPUs."
@@ -33,6 +57,12 @@ class Settings(BaseSettings):
         if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
             return value
         raise ValueError("device must be auto, cpu, cuda or cuda:N")
+
+    @model_validator(mode="after")
+    def _check_queue_holds_a_request(self) -> Self:
+        if self.max_inputs > self.max_queue:
+            raise ValueError("HELDOUT_MAX_INPUTS must not exceed HELDOUT_MAX_QUEUE: such a request could never queue")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,0 +1,222 @@
+"""One served model behind ``predict`` and ``generate``: validation, batching, metrics and the prediction log."""
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections.abc import Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from monitors.drift_features import classifier_log_features
+from monitors.inference_metrics import InferenceMetrics
+from monitors.prediction_log import PredictionLog, PredictionRecord
+from service.errors import ProblemError
+from service.inference.batcher import BatcherRejected, Closing, DynamicBatcher, QueueFull, RunTimeout
+from service.inference.classifier import Classifier, ClassOutput
+from service.inference.generator import GenerationParams, Generator, GenOutput
+from service.inference.loader import LoadedModel, Task
+from service.schemas.inference import (
+    GenerateRequest,
+    GenerateResponse,
+    Generation,
+    ModelInfo,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+)
+from service.settings import Settings
+
+WARM_UP_TEXT = "warm-up"
+
+
+class InferenceEngine:
+    def __init__(self, loaded: LoadedModel, settings: Settings, prediction_log: PredictionLog) -> None:
+        self.loaded = loaded
+        self._settings = settings
+        self._log = prediction_log
+        self._metrics = InferenceMetrics(loaded.name, loaded.labels)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="heldout-inference")
+        self._classifier = Classifier(loaded, settings.multilabel_threshold) if loaded.task.classifies else None
+        self._generator = None if loaded.task.classifies else Generator(loaded)
+        self._batcher: DynamicBatcher[str, Any] = DynamicBatcher(
+            self._run_batch,
+            self._executor,
+            max_batch_size=settings.max_batch_size,
+            max_delay_s=settings.max_batch_delay_ms / 1000,
+            max_queue=settings.max_queue,
+            length=len,
+            observer=self._metrics,
+        )
+        self._nonces = itertools.count(1)
+        self._warmed = False
+        self._closing = False
+
+    @property
+    def ready(self) -> bool:
+        return self._warmed and not self._closing
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            name=self.loaded.name,
+            version=self.loaded.version,
+            task=self.loaded.task.value,
+            device=str(self.loaded.device),
+            dtype=self.loaded.dtype_name,
+            labels=self.loaded.labels,
+            max_length=self.loaded.max_length,
+        )
+
+    async def start(self) -> None:
+        """Warm up with one forward pass, then accept requests; /readyz turns 200 only after this."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._warm_up)
+        self._log.start()
+        self._batcher.start()
+        info = self.info()
+        self._metrics.describe(info.version, info.task, info.device, info.dtype)
+        self._warmed = True
+
+    async def aclose(self) -> None:
+        """Finish every queued and running request, then stop the worker and flush the log."""
+        self._closing = True
+        await self._batcher.aclose()
+        await asyncio.to_thread(self._executor.shutdown, True)
+        await asyncio.to_thread(self._log.close)
+
+    def _warm_up(self) -> None:
+        if self._classifier is not None:
+            self._classifier([WARM_UP_TEXT])
+        else:
+            assert self._generator is not None
+            self._generator([WARM_UP_TEXT], GenerationParams(1, 1, False, 1.0, None))
+
+    def _run_batch(self, texts: list[str], key: Hashable) -> Sequence[Any]:
+        if self._classifier is not None:
+            return self._classifier(texts)
+        assert self._generator is not None and isinstance(key, tuple)
+        return self._generator(texts, key[0])
+
+    async def predict(self, body: PredictRequest) -> PredictResponse:
+        if self._classifier is None:
+            raise ProblemError(409, f"model {self.loaded.name} is a {self.loaded.task} model; use /v1/generate")
+        self._check_count(body.inputs)
+        outputs: list[ClassOutput] = await self._submit(body.inputs, None)
+        ids = [str(uuid.uuid4()) for _ in outputs]
+        labels = self.loaded.labels
+        predictions = [
+            Prediction(
+                id=pid,
+                label=out.label,
+                score=out.score,
+                scores=dict(zip(labels, out.probabilities, strict=True)) if body.return_scores else None,
+                truncated=out.truncated,
+            )
+            for pid, out in zip(ids, outputs, strict=True)
+        ]
+        self._metrics.predicted(out.label for out in outputs)
+        self._log_predictions(body.inputs, ids, outputs)
+        return PredictResponse(model=self.loaded.name, model_version=self.loaded.version, predictions=predictions)
+
+    async def generate(self, body: GenerateRequest) -> GenerateResponse:
+        if self._generator is None:
+            raise ProblemError(409, f"model {self.loaded.name} is a {self.loaded.task} model; use /v1/predict")
+        self._check_count(body.inputs)
+        self._check_new_tokens(body.max_new_tokens)
+        params = GenerationParams(
+            body.max_new_tokens, body.num_beams, body.do_sample, body.temperature if body.do_sample else 1.0, body.seed
+        )
+        # Seeded sampling runs alone, so a repeated request draws the same numbers whatever else is queued.
+        nonce = next(self._nonces) if body.do_sample and body.seed is not None else 0
+        outputs: list[GenOutput] = await self._submit(body.inputs, (params, nonce))
+        ids = [str(uuid.uuid4()) for _ in outputs]
+        self._metrics.generated(len(outputs), sum(out.tokens for out in outputs))
+        self._log_predictions(body.inputs, ids, outputs)
+        generations = [
+            Generation(id=pid, text=out.text, tokens=out.tokens, truncated=out.truncated)
+            for pid, out in zip(ids, outputs, strict=True)
+        ]
+        return GenerateResponse(model=self.loaded.name, model_version=self.loaded.version, outputs=generations)
+
+    async def classify_unlogged(self, texts: list[str]) -> list[ClassOutput]:
+        """Classifier outputs neither logged nor counted as predictions: features of a drift reference."""
+        if self._classifier is None:
+            raise ProblemError(409, f"model {self.loaded.name} is a {self.loaded.task} model, not a classifier")
+        outputs: list[ClassOutput] = await self._submit(texts, None)
+        return outputs
+
+    def flush_log(self) -> None:
+        """Write buffered prediction records now (blocking), so feedback on fresh predictions finds them."""
+        self._log.flush()
+
+    def _check_count(self, inputs: list[str]) -> None:
+        if len(inputs) > self._settings.max_inputs:
+            message = f"{len(inputs)} inputs exceed HELDOUT_MAX_INPUTS ({self._settings.max_inputs})"
+            raise ProblemError(422, f"inputs: {message}", errors=[{"field": "inputs", "message": message}])
+
+    def _check_new_tokens(self, max_new_tokens: int) -> None:
+        message = None
+        if max_new_tokens > self._settings.max_new_tokens:
+            message = f"{max_new_tokens} exceeds HELDOUT_MAX_NEW_TOKENS ({self._settings.max_new_tokens})"
+        elif self.loaded.task is Task.causal_lm and max_new_tokens >= self.loaded.max_length:
+            message = f"must be below the model's maximum length ({self.loaded.max_length}), which includes the prompt"
+        if message:
+            raise ProblemError(
+                422, f"max_new_tokens: {message}", errors=[{"field": "max_new_tokens", "message": message}]
+            )
+
+    async def _submit(self, texts: list[str], key: Hashable) -> list[Any]:
+        start = time.perf_counter()
+        try:
+            results = await self._batcher.submit(texts, key, self._settings.request_timeout_s)
+        except BatcherRejected as exc:
+            self._metrics.rejected(exc.reason)
+            raise _problem(exc) from None
+        self._metrics.request(time.perf_counter() - start)
+        return results
+
+    def _log_predictions(self, texts: list[str], ids: list[str], outputs: Sequence[ClassOutput | GenOutput]) -> None:
+        now = datetime.now(UTC)
+        keep_text = self._settings.log_input_text
+        records = []
+        for text, pid, out in zip(texts, ids, outputs, strict=True):
+            label: str | None = None
+            score: float | None = None
+            detail: dict[str, Any]
+            if isinstance(out, GenOutput):
+                detail = {"text": out.text, "tokens": out.tokens}
+            elif isinstance(out.label, str) and isinstance(out.score, float):
+                label, score, detail = out.label, out.score, {}
+            else:
+                detail = {"labels": out.label, "scores": out.score}
+            features = (
+                classifier_log_features(len(text), out.n_tokens, out.n_unknown, out.truncated, out.embedding)
+                if isinstance(out, ClassOutput)
+                else {"n_chars": len(text), "n_tokens": out.n_tokens, "truncated": out.truncated}
+            )
+            records.append(
+                PredictionRecord(
+                    id=pid,
+                    model=self.loaded.name,
+                    model_version=self.loaded.version,
+                    task=self.loaded.task.value,
+                    created_at=now,
+                    features=features,
+                    label=label,
+                    score=score,
+                    output=detail or None,
+                    input_text=text if keep_text else None,
+                )
+            )
+        self._log.record(records)
+
+
+def _problem(exc: BatcherRejected) -> ProblemError:
+    retry = {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, QueueFull):
+        return ProblemError(429, f"inference queue is full: {exc}", headers=retry)
+    if isinstance(exc, RunTimeout):
+        return ProblemError(504, str(exc))
+    if isinstance(exc, Closing):
+        return ProblemError(503, str(exc), headers=retry)
+    return ProblemError(503, f"inference {exc}", headers=retry)

@@ -1,0 +1,67 @@
+"""Contracts of the serving endpoints: /v1/models, /v1/predict and /v1/generate."""
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
+
+InputText = Annotated[StrictStr, StringConstraints(min_length=1)]
+MAX_BEAMS = 8
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str = Field(description="sha256 over the weight files.")
+    task: str = Field(description="sequence-classification, multi-label-classification, causal-lm or seq2seq-lm.")
+    device: str
+    dtype: str
+    labels: list[str] = Field(description="Class labels in index order; empty for generators.")
+    max_length: int = Field(description="Longest input in tokens; longer inputs are truncated and flagged.")
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[InputText] = Field(min_length=1, description="Texts to classify (at most HELDOUT_MAX_INPUTS).")
+    return_scores: bool = Field(False, description="Also return every label's probability.")
+
+
+class Prediction(BaseModel):
+    id: str = Field(description="Prediction id, for feedback and drift.")
+    label: str | list[str] = Field(
+        description="The predicted label; for multi-label models every label above the threshold."
+    )
+    score: float | list[float] = Field(description="Probability of the label (of each label, for multi-label models).")
+    scores: dict[str, float] | None = Field(None, description="Every label's probability, when return_scores is set.")
+    truncated: bool = Field(description="The input was longer than the model's maximum length and was cut.")
+
+
+class PredictResponse(BaseModel):
+    model: str
+    model_version: str
+    predictions: list[Prediction]
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[InputText] = Field(min_length=1, description="Prompts (at most HELDOUT_MAX_INPUTS).")
+    max_new_tokens: int = Field(32, ge=1, description="Tokens to generate at most (capped by HELDOUT_MAX_NEW_TOKENS).")
+    num_beams: int = Field(1, ge=1, le=MAX_BEAMS, description="Beam width; 1 is greedy or plain sampling.")
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0, le=100, description="Sampling temperature; used only with do_sample.")
+    seed: int | None = Field(
+        None, ge=0, le=2**63 - 1, description="With do_sample, makes the same request give the same outputs."
+    )
+
+
+class Generation(BaseModel):
+    id: str
+    text: str
+    tokens: int = Field(description="Tokens generated, end-of-sequence excluded.")
+    truncated: bool = Field(description="The prompt was longer than the model allows and was cut.")
+
+
+class GenerateResponse(BaseModel):
+    model: str
+    model_version: str
+    outputs: list[Generation]

@@ -1,0 +1,53 @@
+"""Fixtures shared by the serving tests: tiny saved models (built once per session) and served apps."""
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from tests.tiny_models import CLASSIFIER_LABELS, MULTI_LABELS, build_classifier, build_copy_lm, build_seq2seq
+
+
+@pytest.fixture(scope="session")
+def one_torch_thread() -> None:
+    """The test machine is shared; tiny models gain nothing from more threads."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def classifier_dir(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
+    return build_classifier(tmp_path_factory.mktemp("models") / "tiny-sentiment", CLASSIFIER_LABELS)
+
+
+@pytest.fixture(scope="session")
+def multilabel_dir(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
+    return build_classifier(tmp_path_factory.mktemp("models") / "tiny-genres", MULTI_LABELS, multi_label=True)
+
+
+@pytest.fixture(scope="session")
+def seq2seq_dir(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
+    return build_seq2seq(tmp_path_factory.mktemp("models") / "tiny-t5")
+
+
+@pytest.fixture(scope="session")
+def copy_lm_dir(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
+    return build_copy_lm(tmp_path_factory.mktemp("models") / "tiny-copy-gpt2")
+
+
+@pytest.fixture
+def serve(make_settings: Callable[..., Settings]) -> Callable[..., AbstractContextManager[TestClient]]:
+    """``with serve(model_dir, **settings) as client:`` runs the real app, lifespan included."""
+
+    @contextmanager
+    def start(model_dir: Path | None, **overrides: Any) -> Iterator[TestClient]:
+        app = create_app(make_settings(model_path=model_dir, **overrides))
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield client
+
+    return start

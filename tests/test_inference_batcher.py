@@ -1,0 +1,204 @@
+"""The dynamic batcher on its own: merging, limits, length grouping, deadlines and draining."""
+
+import asyncio
+import threading
+import time
+from collections.abc import Hashable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from service.inference.batcher import Closing, DynamicBatcher, QueueFull, QueueTimeout, RunTimeout
+
+
+class Recorder:
+    """A run_batch that records each batch; ``gate`` holds the worker to let a queue build up."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.batches: list[tuple[list[str], Hashable]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.seconds = seconds
+
+    def __call__(self, items: list[str], key: Hashable) -> list[str]:
+        self.gate.wait(10)
+        time.sleep(self.seconds)
+        self.batches.append((list(items), key))
+        return [item.upper() for item in items]
+
+
+def run(coro_factory):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro_factory())
+
+
+def make(recorder: Recorder, **options: object) -> DynamicBatcher[str, str]:
+    defaults: dict[str, object] = {"max_batch_size": 4, "max_delay_s": 0.05, "max_queue": 100, "length": len}
+    defaults.update(options)
+    return DynamicBatcher(recorder, ThreadPoolExecutor(1), **defaults)  # type: ignore[arg-type]
+
+
+def test_concurrent_requests_merge_up_to_the_batch_size() -> None:
+    recorder = Recorder()
+
+    async def scenario() -> list[list[str]]:
+        batcher = make(recorder)
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit([f"x{i}"], None, 5) for i in range(10)))
+        await batcher.aclose()
+        return results
+
+    results = run(scenario)
+    assert results == [[f"X{i}"] for i in range(10)]
+    sizes = [len(items) for items, _ in recorder.batches]
+    assert sum(sizes) == 10 and max(sizes) == 4 and len(sizes) == 3
+
+
+def test_one_request_larger_than_a_batch_is_split_and_kept_in_order() -> None:
+    recorder = Recorder()
+
+    async def scenario() -> list[str]:
+        batcher = make(recorder, max_delay_s=0)
+        batcher.start()
+        result = await batcher.submit([f"item{i:02d}" for i in range(10)], None, 5)
+        await batcher.aclose()
+        return result
+
+    assert run(scenario) == [f"ITEM{i:02d}" for i in range(10)]
+    assert all(len(items) <= 4 for items, _ in recorder.batches)
+
+
+def test_a_lone_request_waits_at_most_the_delay() -> None:
+    recorder = Recorder()
+
+    async def scenario() -> float:
+        batcher = make(recorder, max_delay_s=0.2)
+        batcher.start()
+        start = time.monotonic()
+        await batcher.submit(["a"], None, 5)
+        elapsed = time.monotonic() - start
+        await batcher.aclose()
+        return elapsed
+
+    assert 0.15 < run(scenario) < 1.0
+
+
+def test_keys_never_share_a_batch() -> None:
+    recorder = Recorder()
+
+    async def scenario() -> None:
+        batcher = make(recorder)
+        batcher.start()
+        await asyncio.gather(*(batcher.submit([f"x{i}"], i % 2, 5) for i in range(8)))
+        await batcher.aclose()
+
+    run(scenario)
+    for items, key in recorder.batches:
+        assert {int(item[1:]) % 2 for item in items} == {key}
+
+
+def test_queued_examples_are_grouped_by_length() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+
+    async def scenario() -> None:
+        batcher = make(recorder, max_delay_s=0)
+        batcher.start()
+        blocker = asyncio.ensure_future(batcher.submit(["z"], None, 5))
+        await asyncio.sleep(0.05)  # the worker now holds "z" behind the gate
+        texts = ["a" * n for n in (1, 100, 2, 101, 3, 102, 4, 103)]
+        pending = [asyncio.ensure_future(batcher.submit([t], None, 5)) for t in texts]
+        await asyncio.sleep(0.05)
+        recorder.gate.set()
+        await asyncio.gather(blocker, *pending)
+        await batcher.aclose()
+
+    run(scenario)
+    grouped = [sorted(map(len, items)) for items, _ in recorder.batches[1:]]
+    assert grouped == [[1, 2, 3, 4], [100, 101, 102, 103]]
+
+
+def test_a_full_queue_refuses_with_retry_after() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+
+    async def scenario() -> None:
+        batcher = make(recorder, max_queue=3, max_delay_s=0)
+        batcher.start()
+        running = asyncio.ensure_future(batcher.submit(["a"], None, 5))
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(batcher.submit(["b", "c"], None, 5))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFull) as refused:
+            await batcher.submit(["d", "e"], None, 5)
+        assert refused.value.retry_after_s >= 1
+        assert batcher.depth == 2
+        recorder.gate.set()
+        await asyncio.gather(running, queued)
+        await batcher.aclose()
+
+    run(scenario)
+
+
+def test_deadline_while_queued_withdraws_the_examples() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+
+    async def scenario() -> None:
+        batcher = make(recorder, max_delay_s=0)
+        batcher.start()
+        running = asyncio.ensure_future(batcher.submit(["first"], None, 5))
+        await asyncio.sleep(0.05)
+        with pytest.raises(QueueTimeout):
+            await batcher.submit(["late"], None, 0.1)
+        assert batcher.depth == 0
+        recorder.gate.set()
+        await running
+        await batcher.aclose()
+
+    run(scenario)
+    assert [items for items, _ in recorder.batches] == [["first"]]
+
+
+def test_deadline_while_running_is_a_run_timeout() -> None:
+    recorder = Recorder(seconds=0.3)
+
+    async def scenario() -> None:
+        batcher = make(recorder, max_delay_s=0)
+        batcher.start()
+        with pytest.raises(RunTimeout):
+            await batcher.submit(["slow"], None, 0.1)
+        await batcher.aclose()
+
+    run(scenario)
+
+
+def test_errors_reach_every_request_in_the_batch() -> None:
+    def broken(items: list[str], key: Hashable) -> list[str]:
+        raise ValueError("boom")
+
+    async def scenario() -> list[BaseException | list[str]]:
+        batcher: DynamicBatcher[str, str] = DynamicBatcher(
+            broken, ThreadPoolExecutor(1), max_batch_size=4, max_delay_s=0.05, max_queue=10
+        )
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit([str(i)], None, 5) for i in range(3)), return_exceptions=True)
+        await batcher.aclose()
+        return results
+
+    assert all(isinstance(r, ValueError) for r in run(scenario))
+
+
+def test_close_finishes_in_flight_work_and_refuses_new_work() -> None:
+    recorder = Recorder(seconds=0.05)
+
+    async def scenario() -> list[list[str]]:
+        batcher = make(recorder, max_batch_size=2, max_delay_s=0)
+        batcher.start()
+        pending = [asyncio.ensure_future(batcher.submit([f"x{i}"], None, 5)) for i in range(6)]
+        await asyncio.sleep(0.01)
+        await batcher.aclose()
+        with pytest.raises(Closing):
+            await batcher.submit(["after"], None, 5)
+        return [p.result() for p in pending]
+
+    assert run(scenario) == [[f"X{i}"] for i in range(6)]

@@ -1,0 +1,157 @@
+"""Real, tiny transformers models saved with ``save_pretrained``, for serving tests that run in seconds.
+
+Tokenizers are trained here with the tokenizers library; models are small Bert/GPT-2/T5 configs. The
+copy-task GPT-2 is trained for a few hundred steps so generation has something real to get right.
+"""
+
+import random
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+    T5Config,
+    T5ForConditionalGeneration,
+)
+
+SENTENCES = [
+    "the film is a delight from start to finish",
+    "a dull and lifeless script sinks the cast",
+    "an uneven but often funny comedy",
+    "the acting is superb and the story moving",
+    "nothing here works and it drags on forever",
+    "a quiet drama with a strong lead performance",
+    "visually stunning yet emotionally empty",
+    "I laughed, I cried, I want to see it again",
+]
+COPY_LETTERS = list("abcdefgh")
+CLASSIFIER_LABELS = ["negative", "neutral", "positive"]
+MULTI_LABELS = ["action", "comedy", "drama", "horror"]
+BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def _wordpiece(corpus: Iterable[str]) -> Tokenizer:
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=400, special_tokens=BERT_SPECIALS))
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    tokenizer.decoder = decoders.WordPiece()
+    return tokenizer
+
+
+def _byte_bpe(corpus: Iterable[str], specials: list[str]) -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(corpus, trainer)
+    return tokenizer
+
+
+def build_classifier(path: Path, labels: list[str], *, multi_label: bool = False, max_positions: int = 24) -> Path:
+    """A 2-layer, 32-wide BERT classifier with random weights: serving must reproduce its outputs exactly."""
+    tokenizer = _wordpiece(SENTENCES * 4)
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=max_positions,
+        initializer_range=0.5,  # wide enough that random heads give distinct, non-uniform probabilities
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        problem_type="multi_label_classification" if multi_label else "single_label_classification",
+    )
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(path)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=max_positions,
+    ).save_pretrained(path)
+    return path
+
+
+def build_seq2seq(path: Path) -> Path:
+    """A 2-layer, 32-wide T5 with random weights."""
+    tokenizer = _byte_bpe(SENTENCES * 4, ["<pad>", "</s>", "<unk>"])
+    eos = tokenizer.token_to_id("</s>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)]
+    )
+    config = T5Config(
+        vocab_size=tokenizer.get_vocab_size(),
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=2,
+        pad_token_id=tokenizer.token_to_id("<pad>"),
+        eos_token_id=eos,
+        decoder_start_token_id=tokenizer.token_to_id("<pad>"),
+    )
+    torch.manual_seed(0)
+    T5ForConditionalGeneration(config).save_pretrained(path)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=64
+    ).save_pretrained(path)
+    return path
+
+
+def copy_example(rng: random.Random) -> str:
+    return " ".join(rng.choice(COPY_LETTERS) for _ in range(4))
+
+
+def build_copy_lm(path: Path, steps: int = 300) -> Path:
+    """A 2-layer GPT-2 trained to continue ``"a b c d ="`` with ``" a b c d"``: learnt in a few seconds."""
+    rng = random.Random(0)
+    corpus = [f"{s} = {s}" for s in (copy_example(rng) for _ in range(300))]
+    tokenizer = _byte_bpe(corpus, ["<|endoftext|>"])
+    eos = tokenizer.token_to_id("<|endoftext|>")
+    config = GPT2Config(
+        vocab_size=tokenizer.get_vocab_size(),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=32,
+        bos_token_id=eos,
+        eos_token_id=eos,
+    )
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        rows, targets = [], []
+        for _ in range(64):
+            text = copy_example(rng)
+            prompt, answer = tokenizer.encode(f"{text} =").ids, tokenizer.encode(f" {text}").ids + [eos]
+            rows.append(prompt + answer)
+            targets.append([-100] * len(prompt) + answer)
+        loss = model(input_ids=torch.tensor(rows), labels=torch.tensor(targets)).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval().save_pretrained(path)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>", model_max_length=32
+    ).save_pretrained(path)
+    return path
