@@ -86,3 +86,44 @@ prediction_log_dropped_total = Counter(
     "heldout_prediction_log_dropped_total",
     "Prediction log records dropped because the buffer was full or the store failed.",
 )
+
+# Evaluation jobs take from seconds (a small set on a GPU) to hours.
+EVALUATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
+
+# Scores of the latest successful evaluation per model and test set. Every process loads the same
+# values from the database, so the most recently written one is right in multiprocess mode.
+evaluation_score = Gauge(
+    "heldout_evaluation_score",
+    "Score of the latest successful evaluation of a model version on a test set (by test set name).",
+    ["model", "model_version", "test_set", "metric"],
+    multiprocess_mode="mostrecent",
+)
+evaluation_score_lower = Gauge(
+    "heldout_evaluation_score_lower",
+    "Lower bound of the evaluation score's 95% bootstrap interval.",
+    ["model", "model_version", "test_set", "metric"],
+    multiprocess_mode="mostrecent",
+)
+evaluation_score_upper = Gauge(
+    "heldout_evaluation_score_upper",
+    "Upper bound of the evaluation score's 95% bootstrap interval.",
+    ["model", "model_version", "test_set", "metric"],
+    multiprocess_mode="mostrecent",
+)
+evaluations_total = Counter(
+    "heldout_evaluations_total",
+    "Evaluation jobs finished, by final status (succeeded, failed); restored from the database at start.",
+    ["status"],
+)
+evaluation_duration_seconds = Histogram(
+    "heldout_evaluation_duration_seconds",
+    "Wall time of successful evaluation jobs, from creation to result; restored from the database at start.",
+    buckets=EVALUATION_BUCKETS,
+)
+scoring_submissions_total = Counter(
+    "heldout_scoring_submissions_total",
+    "Prediction submissions to /v1/test-sets/{id}/scores, by test set name and outcome (scored, improved, "
+    "unchanged, over_budget); restored from the database at start.",
+    ["test_set", "outcome"],
+)
+

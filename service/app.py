@@ -1,5 +1,6 @@
 """create_app(settings): wiring only. Behaviour lives in the modules it wires together."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,9 +12,10 @@ from service.db.migrate import migrate
 from service.db.session import Database
 from service.errors import install_error_handlers
 from service.inference.lifecycle import model_check, start_inference, stop_inference
+from service.jobs.telemetry import restore_metrics
 from service.middleware import BodySizeLimit, HttpMetrics
 from service.readiness import Readiness, database_check
-from service.routes import health, inference, metrics_api
+from service.routes import health, inference, metrics_api, test_sets
 from service.settings import Settings
 
 # Routes whose bodies are streamed to disk, so they get HELDOUT_MAX_UPLOAD_BYTES instead.
@@ -28,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         migrate(db, settings.data_dir)
+        await asyncio.to_thread(restore_metrics, db)
         await start_inference(app, settings, db)
         yield
         await stop_inference(app)
@@ -59,4 +62,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_api.router)
     app.include_router(inference.router)
+    app.include_router(test_sets.router)
     return app

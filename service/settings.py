@@ -50,6 +50,21 @@ class Settings(BaseSettings):
     max_resamples: int = Field(10_000, ge=0, description="Cap on n_resamples for bootstrap intervals and tests.")
     max_segments: int = Field(2_000_000, gt=0, description="Cap on segments or predictions in one metrics request.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    max_record_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Longest record (line) in a test-set or training upload; past it, 422."
+    )
+    scoring_resamples: int = Field(
+        1000, ge=0, description="Bootstrap resamples behind score intervals and ladder tests (capped by max_resamples)."
+    )
+    evaluation_worker: bool = Field(True, description="Run evaluation jobs in this process (with a model loaded).")
+    evaluation_shard_size: int = Field(256, ge=1, description="Examples per evaluation shard: the unit of leasing.")
+    evaluation_lease_s: float = Field(
+        30.0, gt=0, description="Shard lease; a lease not renewed for this long is taken over by another worker."
+    )
+    evaluation_poll_s: float = Field(1.0, gt=0, description="How often an idle evaluation worker looks for shards.")
+    evaluate_modules: str = Field(
+        "", description="Comma-separated paths of local `evaluate` modules an evaluation may name in extra_metrics."
+    )
 
     @field_validator("device")
     @classmethod

@@ -3,7 +3,20 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -42,3 +55,122 @@ class PredictionLogEntry(Base):
     score: Mapped[float | None] = mapped_column(Float)
     output: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     input_text: Mapped[str | None] = mapped_column(Text)
+
+
+class HoldoutSet(Base):
+    """A blind test set: immutable once committed; a re-upload under the same name is version N+1."""
+
+    __tablename__ = "test_set"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_test_set_name_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    version: Mapped[int | None] = mapped_column(Integer)
+    """Assigned as the upload commits, under a per-name lock; NULL only inside the uploading transaction."""
+    task: Mapped[str] = mapped_column(String(16), nullable=False)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    n_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    labels: Mapped[list[Any] | None] = mapped_column(JSON)
+    multilabel: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    audit: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class HoldoutRecord(Base):
+    """One example of a test set. ``target`` (label or references) is never returned by any endpoint."""
+
+    __tablename__ = "test_record"
+    __table_args__ = (Index("ix_test_record_set_record_id", "test_set_id", "record_id"),)
+
+    test_set_id: Mapped[int] = mapped_column(ForeignKey("test_set.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    line: Mapped[int] = mapped_column(Integer, nullable=False)
+    record_id: Mapped[str] = mapped_column(String(256), nullable=False)
+    input: Mapped[str] = mapped_column(Text, nullable=False)
+    target: Mapped[Any] = mapped_column(JSON, nullable=False)
+    exact_fp: Mapped[str] = mapped_column(String(32), nullable=False)
+    norm_fp: Mapped[str] = mapped_column(String(64), nullable=False)
+    target_fp: Mapped[str] = mapped_column(String(32), nullable=False)
+
+
+class ScoringState(Base):
+    """Per key and test set: the ladder's best submission; the row also serialises the key's submissions."""
+
+    __tablename__ = "scoring_state"
+
+    test_set_id: Mapped[int] = mapped_column(ForeignKey("test_set.id", ondelete="CASCADE"), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    best_score: Mapped[float | None] = mapped_column(Float)
+    best_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    best_predictions: Mapped[bytes | None] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class ScoringSubmission(Base):
+    __tablename__ = "scoring_submission"
+    __table_args__ = (Index("ix_scoring_submission_budget", "test_set_id", "key_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    test_set_id: Mapped[int] = mapped_column(ForeignKey("test_set.id", ondelete="CASCADE"), nullable=False)
+    key_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    outcome: Mapped[str] = mapped_column(String(32), nullable=False)
+    reported_score: Mapped[float | None] = mapped_column(Float)
+
+
+class Evaluation(Base):
+    """A run of the served model over a whole test set, split into shards that workers lease."""
+
+    __tablename__ = "evaluation"
+    __table_args__ = (Index("ix_evaluation_status", "status"), Index("ix_evaluation_test_set", "test_set_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    test_set_id: Mapped[int] = mapped_column(ForeignKey("test_set.id"), nullable=False)
+    test_set_name: Mapped[str] = mapped_column(String(100), nullable=False)
+    test_set_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    test_set_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    task: Mapped[str] = mapped_column(String(16), nullable=False)
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    model_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    metrics: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    extra_metrics: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    total: Mapped[int] = mapped_column(Integer, nullable=False)
+    done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    """Who is reducing the finished shards into the result; the reduce lease expires like a shard's."""
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EvaluationShard(Base):
+    """A contiguous range of test-set positions; ``output`` holds the model's predictions once done."""
+
+    __tablename__ = "evaluation_shard"
+    __table_args__ = (
+        UniqueConstraint("evaluation_id", "idx", name="uq_evaluation_shard_idx"),
+        Index("ix_evaluation_shard_status", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluation.id", ondelete="CASCADE"), nullable=False)
+    idx: Mapped[int] = mapped_column(Integer, nullable=False)
+    start: Mapped[int] = mapped_column(Integer, nullable=False)
+    stop: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    output: Mapped[list[Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+

@@ -1,0 +1,176 @@
+"""Predictions against a set's hidden targets → aggregate metrics and intervals, nothing per example.
+
+Used by external scoring (``/scores``) and by evaluation jobs alike, so both report the same numbers
+as ``/v1/metrics/classification`` and ``/v1/metrics/generation``: the same ``metrics`` functions,
+with the set's fixed options. Predicted labels outside the set's label set count as wrong and are
+not averaged over (scikit-learn's ``labels=`` semantics); for a binary set they are refused.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from metrics.bootstrap import Interval
+from metrics.classification import classification_report
+from metrics.generation import generation_report
+from service.errors import ProblemError
+from service.holdout.config import CLASSIFICATION_METRICS, GENERATION_METRICS, SetConfig
+from service.holdout.records import Task
+
+CONFIDENCE_LEVEL = 0.95
+SEED = 0
+# Ids named in a 422 before the rest are summarised as a count.
+MAX_NAMED_IDS = 20
+# Stands for every predicted label outside a string-labelled set; NUL never occurs in stored labels.
+OTHER_STR = "\x00other"
+
+
+@dataclass(frozen=True)
+class Report:
+    metrics: dict[str, float]
+    intervals: dict[str, Interval]
+
+
+@dataclass(frozen=True)
+class SetTargets:
+    """What scoring needs of a stored set: its ids and hidden targets in order, its labels and options."""
+
+    task: Task
+    ids: list[str]
+    targets: list[Any]
+    labels: list[Any] | None
+    multilabel: bool
+    config: SetConfig
+
+
+def _named(ids: Sequence[str], total: int) -> str:
+    shown = ", ".join(repr(i) for i in ids[:MAX_NAMED_IDS])
+    return shown + (f" and {total - MAX_NAMED_IDS} more" if total > MAX_NAMED_IDS else "")
+
+
+def align(ids: Sequence[str], predictions: Mapping[str, Any]) -> list[Any]:
+    """Predictions in set order; a 422 names missing and unknown ids (ids are public, labels are not)."""
+    missing = [i for i in ids if i not in predictions]
+    unknown: list[str] = []
+    if missing or len(predictions) != len(ids):
+        known = set(ids)
+        unknown = [i for i in predictions if i not in known]
+    errors = []
+    if missing:
+        errors.append({"field": "predictions", "message": f"missing ids: {_named(missing, len(missing))}"})
+    if unknown:
+        errors.append({"field": "predictions", "message": f"unknown ids: {_named(unknown, len(unknown))}"})
+    if errors:
+        raise ProblemError(422, "; ".join(e["message"] for e in errors), errors=errors)
+    return [predictions[i] for i in ids]
+
+
+def _other(labels: list[Any]) -> Any:
+    if not labels or isinstance(labels[0], str):
+        return OTHER_STR
+    return min(labels) - 1 if min(labels) > -(2**63) else max(labels) + 1
+
+
+def normalize_labels(values: Sequence[Any], ids: Sequence[str], target: SetTargets) -> list[Any]:
+    """Predicted labels mapped onto the set's labels (by their text, so "1" and 1 agree with a CSV set)."""
+    labels = target.labels or []
+    lookup = {str(label): label for label in labels}
+    other = _other(labels)
+    binary = target.config.average == "binary"
+    shape_errors: list[str] = []
+    outside: list[str] = []
+
+    def one(value: Any, record_id: str) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            shape_errors.append(record_id)
+            return other
+        found = lookup.get(str(value), other)
+        if found is other:
+            outside.append(record_id)
+        return found
+
+    out: list[Any] = []
+    for value, record_id in zip(values, ids, strict=True):
+        if target.multilabel != isinstance(value, list):
+            shape_errors.append(record_id)
+            out.append([] if target.multilabel else other)
+        elif target.multilabel:
+            out.append(sorted({one(v, record_id) for v in value}, key=str))
+        else:
+            out.append(one(value, record_id))
+    if shape_errors:
+        expected = "a list of labels (multilabel set)" if target.multilabel else "one label (a string or an integer)"
+        raise ProblemError(
+            422,
+            f"predictions must each be {expected}; not so for ids {_named(shape_errors, len(shape_errors))}",
+            errors=[{"field": "predictions", "message": f"expected {expected}"}],
+        )
+    if binary and outside:
+        named = _named(outside, len(outside))
+        message = f"a binary set's predictions must be one of its two labels; not so for ids {named}"
+        raise ProblemError(422, message, errors=[{"field": "predictions", "message": message}])
+    return out
+
+
+def normalize_texts(values: Sequence[Any], ids: Sequence[str]) -> list[str]:
+    bad = [record_id for value, record_id in zip(values, ids, strict=True) if not isinstance(value, str)]
+    if bad:
+        message = f"generation predictions must be strings; not so for ids {_named(bad, len(bad))}"
+        raise ProblemError(422, message, errors=[{"field": "predictions", "message": message}])
+    return list(values)
+
+
+def normalize(values: Sequence[Any], target: SetTargets) -> list[Any]:
+    if target.task is Task.classification:
+        return normalize_labels(values, target.ids, target)
+    return normalize_texts(values, target.ids)
+
+
+def classification_options(target: SetTargets) -> dict[str, Any]:
+    config = target.config
+    binary = config.average == "binary"
+    return {
+        "average": config.average,
+        "labels": None if binary else target.labels,
+        "pos_label": config.pos_label if binary and config.pos_label is not None else 1,
+        "zero_division": 0,
+    }
+
+
+def report(
+    predictions: list[Any],
+    target: SetTargets,
+    *,
+    metrics: Sequence[str] | None = None,
+    n_resamples: int,
+    workers: int | None = None,
+) -> Report:
+    """Metrics (all of the task's, or ``metrics``) with percentile bootstrap intervals (seeded, reproducible)."""
+    if target.task is Task.classification:
+        names = list(metrics or CLASSIFICATION_METRICS)
+        result = classification_report(
+            predictions,
+            target.targets,
+            **classification_options(target),
+            confidence_level=CONFIDENCE_LEVEL,
+            n_resamples=n_resamples,
+            seed=SEED,
+        )
+        return Report(
+            {name: float(getattr(result, name)) for name in names},
+            {name: result.confidence_intervals[name] for name in names if name in result.confidence_intervals},
+        )
+    names = list(metrics or GENERATION_METRICS)
+    scores = generation_report(
+        predictions,
+        target.targets,
+        metrics=names,
+        confidence_level=CONFIDENCE_LEVEL,
+        n_resamples=n_resamples,
+        seed=SEED,
+        workers=workers,
+    )
+    return Report(
+        {name: float(scores[name].score) for name in names},
+        {name: interval for name in names if (interval := scores[name].interval) is not None},
+    )

@@ -1,0 +1,341 @@
+"""Test-set storage: the upload transaction, reads of metadata and inputs, deletion.
+
+An upload is one transaction: the set row, every record, the audit and the version number commit
+together or not at all, so a failed or killed upload leaves nothing behind. Records stream in in
+batches; duplicate ids, duplicate inputs and contamination are found by grouping queries, not in
+memory. The version is assigned last, under a per-name lock, so concurrent uploads of one name get
+consecutive versions.
+"""
+
+import hashlib
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from sqlalchemy import Column, ColumnElement, MetaData, String, Table, delete, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from service.db.models import Evaluation, HoldoutRecord, HoldoutSet, ScoringState, utcnow
+from service.db.session import Database
+from service.errors import ProblemError
+from service.holdout.audit import AuditBuilder, Contamination, DuplicateGroups
+from service.holdout.config import ConfigForm, SetConfig, build_config, check_form
+from service.holdout.fingerprint import exact_fingerprint, fingerprint
+from service.holdout.records import Format, Record, RecordReader, Task, UploadError, canonical_json, detect_format
+from service.holdout.training import TrainingSource, training_fingerprints
+
+INSERT_BATCH = 2000
+# Records of recently scored sets kept in memory per process.
+TARGET_CACHE_RECORDS = 2_000_000
+MAX_GROUP_EXAMPLES = 10
+IDS_PER_GROUP = 5
+# Namespace of heldout's per-name upload locks in pg_advisory_xact_lock's two-key space.
+PG_UPLOAD_LOCK = 0x6873
+_TRAINING = Table("heldout_training_fp", MetaData(), Column("fp", String(64), primary_key=True), prefixes=["TEMPORARY"])
+
+
+@dataclass(frozen=True)
+class Upload:
+    name: str
+    task: Task
+    filename: str | None
+    stream: IO[bytes]
+    fmt: Format | None
+    config: ConfigForm
+    training: list[TrainingSource]
+    created_by: str
+
+
+def _row(test_set_id: int, position: int, record: Record) -> dict[str, Any]:
+    return {
+        "test_set_id": test_set_id,
+        "position": position,
+        "line": record.line,
+        "record_id": record.id,
+        "input": record.input,
+        "target": record.target,
+        "exact_fp": exact_fingerprint(record.input),
+        "norm_fp": fingerprint(record.input),
+        "target_fp": hashlib.sha256(canonical_json(record.target)).hexdigest()[:32],
+    }
+
+
+def create_test_set(db: Database, upload: Upload, max_record_bytes: int) -> HoldoutSet:
+    """Validate, audit and store an upload in one transaction; raises UploadError naming lines."""
+    check_form(upload.task, upload.config)
+    head = upload.stream.read(4096)
+    upload.stream.seek(0)
+    fmt = upload.fmt or detect_format(upload.filename, head)
+    reader = RecordReader(upload.task, max_record_bytes)
+    audit = AuditBuilder(upload.task)
+    digest = hashlib.sha256()
+    n_bytes = 0
+    with db.session() as session:
+        row = HoldoutSet(
+            name=upload.name,
+            task=upload.task.value,
+            size=0,
+            n_bytes=0,
+            multilabel=False,
+            settings={},
+            created_by=upload.created_by,
+        )
+        session.add(row)
+        session.flush()
+        batch: list[dict[str, Any]] = []
+        for position, record in enumerate(reader.read(upload.stream, fmt)):
+            digest.update(record.canonical)
+            n_bytes += len(record.canonical)
+            audit.add(record)
+            batch.append(_row(row.id, position, record))
+            if len(batch) >= INSERT_BATCH:
+                session.execute(insert(HoldoutRecord), batch)
+                batch.clear()
+        if batch:
+            session.execute(insert(HoldoutRecord), batch)
+        _check_unique_ids(session, row.id)
+        labels = audit.sorted_labels() if upload.task is Task.classification else None
+        config = build_config(upload.task, upload.config, labels or [], bool(reader.multilabel))
+        contamination = _contamination(session, row.id, upload.training, max_record_bytes) if upload.training else None
+        row.audit = audit.finish(
+            reader.records,
+            exact=_duplicate_groups(session, row.id, HoldoutRecord.exact_fp),
+            normalized=_duplicate_groups(session, row.id, HoldoutRecord.norm_fp),
+            conflicting=_duplicate_groups(session, row.id, HoldoutRecord.norm_fp, conflicting=True),
+            contamination=contamination,
+            ignored_fields=reader.ignored_fields,
+        )
+        row.sha256 = digest.hexdigest()
+        row.size = reader.records
+        row.n_bytes = n_bytes
+        row.labels = labels
+        row.multilabel = bool(reader.multilabel)
+        row.settings = config.to_json()
+        _assign_version(session, row)
+    return row
+
+
+def _check_unique_ids(session: Session, test_set_id: int) -> None:
+    repeated = session.execute(
+        select(func.min(HoldoutRecord.line), func.max(HoldoutRecord.line))
+        .where(HoldoutRecord.test_set_id == test_set_id)
+        .group_by(HoldoutRecord.record_id)
+        .having(func.count() > 1)
+        .order_by(func.max(HoldoutRecord.line))
+        .limit(20)
+    ).all()
+    if repeated:
+        raise UploadError("file", [(last, f"the id is already used on line {first}") for first, last in repeated])
+
+
+def _duplicate_groups(
+    session: Session, test_set_id: int, column: InstrumentedAttribute[str], conflicting: bool = False
+) -> DuplicateGroups:
+    """Groups of records sharing ``column``; with ``conflicting``, only groups whose targets differ."""
+    condition: ColumnElement[bool] = (
+        func.count(HoldoutRecord.target_fp.distinct()) > 1 if conflicting else func.count() > 1
+    )
+    grouped = (
+        select(column.label("fp"), func.count().label("n"), func.min(HoldoutRecord.position).label("first"))
+        .where(HoldoutRecord.test_set_id == test_set_id)
+        .group_by(column)
+        .having(condition)
+        .subquery()
+    )
+    groups, records = session.execute(select(func.count(), func.coalesce(func.sum(grouped.c.n), 0))).one()
+    top = session.scalars(
+        select(grouped.c.fp).order_by(grouped.c.n.desc(), grouped.c.first).limit(MAX_GROUP_EXAMPLES)
+    ).all()
+    examples = [
+        list(
+            session.scalars(
+                select(HoldoutRecord.record_id)
+                .where(HoldoutRecord.test_set_id == test_set_id, column == fp)
+                .order_by(HoldoutRecord.position)
+                .limit(IDS_PER_GROUP)
+            )
+        )
+        for fp in top
+    ]
+    return DuplicateGroups(int(groups), int(records), examples)
+
+
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, str]]) -> None:
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(dialect.insert(_TRAINING).on_conflict_do_nothing(), rows)
+
+
+def _contamination(
+    session: Session, test_set_id: int, sources: list[TrainingSource], max_record_bytes: int
+) -> Contamination:
+    """Streams training fingerprints into a temporary table and joins the test set's against it."""
+    connection = session.connection()
+    _TRAINING.create(connection)
+    batch: list[dict[str, str]] = []
+    for source in sources:
+        for fp in training_fingerprints(source, max_record_bytes):
+            batch.append({"fp": fp})
+            if len(batch) >= INSERT_BATCH:
+                _insert_ignoring_duplicates(session, batch)
+                batch.clear()
+    if batch:
+        _insert_ignoring_duplicates(session, batch)
+    training_inputs = session.scalar(select(func.count()).select_from(_TRAINING)) or 0
+    seen = (HoldoutRecord.test_set_id == test_set_id) & HoldoutRecord.norm_fp.in_(select(_TRAINING.c.fp))
+    contaminated = session.scalar(select(func.count()).where(seen)) or 0
+    example_ids = session.scalars(
+        select(HoldoutRecord.record_id).where(seen).order_by(HoldoutRecord.position).limit(MAX_GROUP_EXAMPLES)
+    ).all()
+    _TRAINING.drop(connection)
+    return Contamination(int(training_inputs), int(contaminated), list(example_ids))
+
+
+def _assign_version(session: Session, row: HoldoutSet) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(row.name.encode("utf-8")) - 2**31
+        session.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": PG_UPLOAD_LOCK, "b": key})
+    latest = session.scalar(select(func.max(HoldoutSet.version)).where(HoldoutSet.name == row.name))
+    row.version = (latest or 0) + 1
+    session.flush()
+
+
+# -- reads ---------------------------------------------------------------------------------------
+
+
+def get_test_set(session: Session, test_set_id: int) -> HoldoutSet:
+    row = session.get(HoldoutSet, test_set_id)
+    if row is None or row.deleted_at is not None or row.version is None:
+        raise ProblemError(404, f"test set {test_set_id} not found")
+    return row
+
+
+def latest_by_name(session: Session, name: str) -> HoldoutSet:
+    row = session.scalars(
+        select(HoldoutSet)
+        .where(HoldoutSet.name == name, HoldoutSet.deleted_at.is_(None), HoldoutSet.version.is_not(None))
+        .order_by(HoldoutSet.version.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        raise ProblemError(404, f"no test set is named {name!r}")
+    return row
+
+
+def list_test_sets(db: Database, name: str | None, limit: int, offset: int) -> tuple[list[HoldoutSet], int]:
+    live = (HoldoutSet.deleted_at.is_(None)) & (HoldoutSet.version.is_not(None))
+    if name is not None:
+        live = live & (HoldoutSet.name == name)
+    with db.session() as session:
+        total = session.scalar(select(func.count()).select_from(HoldoutSet).where(live)) or 0
+        rows = session.scalars(
+            select(HoldoutSet).where(live).order_by(HoldoutSet.id.desc()).limit(limit).offset(offset)
+        ).all()
+    return list(rows), int(total)
+
+
+def read_test_set(db: Database, test_set_id: int) -> HoldoutSet:
+    with db.session() as session:
+        return get_test_set(session, test_set_id)
+
+
+def config_of(row: HoldoutSet) -> SetConfig:
+    return SetConfig.from_json(row.settings)
+
+
+def list_inputs(db: Database, test_set_id: int, cursor: int, limit: int) -> tuple[list[tuple[str, str]], int | None]:
+    """Ids and inputs from position ``cursor`` on; the next cursor, or None at the end."""
+    with db.session() as session:
+        get_test_set(session, test_set_id)
+        rows = session.execute(
+            select(HoldoutRecord.position, HoldoutRecord.record_id, HoldoutRecord.input)
+            .where(HoldoutRecord.test_set_id == test_set_id, HoldoutRecord.position >= cursor)
+            .order_by(HoldoutRecord.position)
+            .limit(limit + 1)
+        ).all()
+    more = len(rows) > limit
+    return [(r.record_id, r.input) for r in rows[:limit]], (rows[limit].position if more else None)
+
+
+def iter_targets(session: Session, test_set_id: int, start: int = 0, stop: int | None = None) -> Iterator[Any]:
+    query = select(HoldoutRecord.record_id, HoldoutRecord.target).where(
+        HoldoutRecord.test_set_id == test_set_id, HoldoutRecord.position >= start
+    )
+    if stop is not None:
+        query = query.where(HoldoutRecord.position < stop)
+    yield from session.execute(query.order_by(HoldoutRecord.position).execution_options(yield_per=10_000))
+
+
+class _TargetCache:
+    """Recently scored sets' ids and targets, in this process: sets are immutable, so entries never go stale."""
+
+    def __init__(self, max_records: int) -> None:
+        self._max = max_records
+        self._entries: OrderedDict[tuple[str, int, str], tuple[list[str], list[Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, db: Database, row: HoldoutSet) -> tuple[list[str], list[Any]]:
+        key = (db.url, row.id, row.sha256 or "")
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        loaded = _load_targets(db, row.id)
+        with self._lock:
+            self._entries[key] = loaded
+            while sum(len(ids) for ids, _ in self._entries.values()) > self._max and len(self._entries) > 1:
+                self._entries.popitem(last=False)
+        return loaded
+
+
+_targets = _TargetCache(TARGET_CACHE_RECORDS)
+
+
+def _load_targets(db: Database, test_set_id: int) -> tuple[list[str], list[Any]]:
+    ids: list[str] = []
+    targets: list[Any] = []
+    with db.session() as session:
+        for record_id, target in iter_targets(session, test_set_id):
+            ids.append(record_id)
+            targets.append(target)
+    return ids, targets
+
+
+def load_targets(db: Database, row: HoldoutSet) -> tuple[list[str], list[Any]]:
+    """Ids and hidden targets in set order; for scoring only, never for a response. Callers must not mutate."""
+    return _targets.get(db, row)
+
+
+def load_inputs(db: Database, test_set_id: int, start: int, stop: int) -> list[str]:
+    with db.session() as session:
+        return list(
+            session.scalars(
+                select(HoldoutRecord.input)
+                .where(
+                    HoldoutRecord.test_set_id == test_set_id,
+                    HoldoutRecord.position >= start,
+                    HoldoutRecord.position < stop,
+                )
+                .order_by(HoldoutRecord.position)
+            )
+        )
+
+
+def delete_test_set(db: Database, test_set_id: int) -> None:
+    """Soft-deletes the set (its name's versions stay unique), dropping its records and ladder state.
+
+    Evaluations still queued or running on it fail; finished ones keep their results.
+    """
+    with db.session() as session:
+        row = get_test_set(session, test_set_id)
+        row.deleted_at = utcnow()
+        session.execute(delete(HoldoutRecord).where(HoldoutRecord.test_set_id == test_set_id))
+        session.execute(delete(ScoringState).where(ScoringState.test_set_id == test_set_id))
+        session.execute(
+            update(Evaluation)
+            .where(Evaluation.test_set_id == test_set_id, Evaluation.status.in_(("queued", "running")))
+            .values(status="failed", error="the test set was deleted", finished_at=utcnow())
+        )

@@ -1,0 +1,177 @@
+"""Scoring a key's submission: budget, open or ladder release, and the submission record, atomically.
+
+The scores are computed first, outside any lock. Then one short transaction starts by upserting the
+key's ``scoring_state`` row, which serialises that key's submissions (a row lock on PostgreSQL; the
+write lock on SQLite), so two concurrent submissions can neither both slip under the budget nor both
+replace the ladder's best.
+"""
+
+import json
+import math
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from monitors.evaluation_gauges import count_submission
+from service.db.models import HoldoutSet, ScoringState, ScoringSubmission, utcnow
+from service.db.session import Database
+from service.errors import ProblemError
+from service.holdout import ladder
+from service.holdout.config import SetConfig
+from service.holdout.paired import compare
+from service.holdout.records import Task
+from service.holdout.scoring import Report, SetTargets, align, normalize, report
+from service.holdout.store import config_of, get_test_set, load_targets
+
+SCORED = ("scored", "improved", "unchanged")
+
+
+@dataclass(frozen=True)
+class ScoreOutcome:
+    test_set: HoldoutSet
+    mode: str
+    outcome: str
+    metrics: dict[str, float | None]
+    intervals: dict[str, dict[str, Any]]
+    budget_remaining: int | None
+
+
+def set_targets(db: Database, row: HoldoutSet) -> SetTargets:
+    ids, targets = load_targets(db, row)
+    return SetTargets(Task(row.task), ids, targets, row.labels, row.multilabel, config_of(row))
+
+
+def _day_start(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _lock_state(session: Session, test_set_id: int, key_id: str) -> ScoringState:
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(
+        dialect.insert(ScoringState)
+        .values(test_set_id=test_set_id, key_id=key_id, updated_at=utcnow())
+        .on_conflict_do_nothing()
+    )
+    return session.scalars(
+        select(ScoringState)
+        .where(ScoringState.test_set_id == test_set_id, ScoringState.key_id == key_id)
+        .with_for_update()
+    ).one()
+
+
+def _used_today(session: Session, test_set_id: int, key_id: str, now: datetime) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                ScoringSubmission.test_set_id == test_set_id,
+                ScoringSubmission.key_id == key_id,
+                ScoringSubmission.created_at >= _day_start(now),
+                ScoringSubmission.outcome.in_(SCORED),
+            )
+        )
+        or 0
+    )
+
+
+def _open_release(scored: Report) -> dict[str, Any]:
+    return {
+        "metrics": dict(scored.metrics),
+        "intervals": {n: {"low": i.low, "high": i.high, "level": i.level} for n, i in scored.intervals.items()},
+    }
+
+
+def _encode(predictions: list[Any]) -> bytes:
+    return zlib.compress(json.dumps(predictions).encode("utf-8"))
+
+
+def _decode(blob: bytes) -> list[Any]:
+    return list(json.loads(zlib.decompress(blob)))
+
+
+def _ladder_release(
+    state: ScoringState,
+    target: SetTargets,
+    predictions: list[Any],
+    scored: Report,
+    n_resamples: int,
+    workers: int | None,
+) -> tuple[str, dict[str, Any]]:
+    config = target.config
+    metric = config.ladder_metric
+    candidate = scored.metrics[metric]
+    improved = state.best_predictions is None
+    if not improved and state.best_predictions is not None:
+        best = _decode(state.best_predictions)
+        paired = compare(target, best, predictions, metrics=[metric], n_resamples=n_resamples, workers=workers)
+        best_score = math.nan if state.best_score is None else state.best_score
+        improved = ladder.decide(metric, candidate, best_score, paired[metric].p_value, config.ladder_alpha).improved
+    if improved:
+        state.best_score = candidate
+        state.best_report = ladder.rounded(scored.metrics, scored.intervals, config)
+        state.best_predictions = _encode(predictions)
+        state.updated_at = utcnow()
+    assert state.best_report is not None
+    return ("improved" if improved else "unchanged"), state.best_report
+
+
+def submit(
+    db: Database,
+    test_set_id: int,
+    key_id: str,
+    predictions: dict[str, Any],
+    *,
+    n_resamples: int,
+    workers: int | None = None,
+) -> ScoreOutcome:
+    """Score ``predictions`` ({id: prediction}) for ``key_id``; 429 once the key's daily budget is spent."""
+    with db.session() as session:
+        row = get_test_set(session, test_set_id)
+    config: SetConfig = config_of(row)
+    if config.daily_budget is not None:
+        with db.session() as session:
+            if _used_today(session, test_set_id, key_id, utcnow()) >= config.daily_budget:
+                _refuse(db, row, key_id)
+    target = set_targets(db, row)
+    normalized = normalize(align(target.ids, predictions), target)
+    scored = report(normalized, target, n_resamples=n_resamples, workers=workers)
+
+    with db.session() as session:
+        state = _lock_state(session, test_set_id, key_id)
+        now = utcnow()
+        used = _used_today(session, test_set_id, key_id, now)
+        over = config.daily_budget is not None and used >= config.daily_budget
+        if not over:
+            if config.ladder:
+                outcome, release = _ladder_release(state, target, normalized, scored, n_resamples, workers)
+            else:
+                outcome, release = "scored", _open_release(scored)
+            reported = release["metrics"].get(config.ladder_metric)
+            session.add(
+                ScoringSubmission(
+                    test_set_id=test_set_id, key_id=key_id, created_at=now, outcome=outcome, reported_score=reported
+                )
+            )
+    if over:
+        _refuse(db, row, key_id)
+    count_submission(row.name, outcome)
+    remaining = None if config.daily_budget is None else config.daily_budget - used - 1
+    return ScoreOutcome(row, config.mode, outcome, release["metrics"], release["intervals"], remaining)
+
+
+def _refuse(db: Database, row: HoldoutSet, key_id: str) -> None:
+    now = utcnow()
+    with db.session() as session:
+        session.add(ScoringSubmission(test_set_id=row.id, key_id=key_id, created_at=now, outcome="over_budget"))
+    count_submission(row.name, "over_budget")
+    retry = math.ceil((_day_start(now) + timedelta(days=1) - now).total_seconds())
+    raise ProblemError(
+        429,
+        f"this key's daily budget of {row.settings['daily_budget']} scored submissions for test set {row.id} is spent; "
+        "it renews at 00:00 UTC",
+        headers={"Retry-After": str(max(1, retry))},
+    )

@@ -1,0 +1,91 @@
+"""Evaluation and scoring series from the database: restored at start, refreshed while running."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from monitors.evaluation_gauges import ScoreSeries, Totals, publish_scores, restore_totals
+from service.db.models import Evaluation, HoldoutSet, ScoringSubmission
+from service.db.session import Database
+
+# Distinct (model, version, test set) score series restored, most recent first.
+MAX_SCORE_SERIES = 200
+FINISHED = ("succeeded", "failed")
+
+
+def duration_s(started: datetime | None, created: datetime, finished: datetime) -> float:
+    return max(0.0, (finished - (started or created)).total_seconds())
+
+
+def latest_scores(db: Database) -> list[ScoreSeries]:
+    """Every metric of the latest successful evaluation per (model, model version, test set name)."""
+    seen: set[tuple[str, str, str]] = set()
+    series: list[ScoreSeries] = []
+    with db.session() as session:
+        rows = session.execute(
+            select(Evaluation.model, Evaluation.model_version, Evaluation.test_set_name, Evaluation.result)
+            .where(Evaluation.status == "succeeded")
+            .order_by(Evaluation.finished_at.desc(), Evaluation.id.desc())
+        )
+        for model, version, test_set, result in rows:
+            key = (model, version, test_set)
+            if key in seen or not result:
+                continue
+            seen.add(key)
+            series.extend(score_series(model, version, test_set, result))
+            if len(seen) >= MAX_SCORE_SERIES:
+                break
+    return series
+
+
+def score_series(model: str, version: str, test_set: str, result: dict[str, Any]) -> list[ScoreSeries]:
+    out = []
+    intervals = result.get("intervals") or {}
+    for metric, value in (result.get("metrics") or {}).items():
+        if not isinstance(value, int | float):
+            continue
+        interval = intervals.get(metric) or {}
+        low, high = interval.get("low"), interval.get("high")
+        out.append(
+            ScoreSeries(
+                model,
+                version,
+                test_set,
+                metric,
+                float(value),
+                float(low) if isinstance(low, int | float) else None,
+                float(high) if isinstance(high, int | float) else None,
+            )
+        )
+    return out
+
+
+def restore_metrics(db: Database) -> None:
+    with db.session() as session:
+        evaluations = {
+            status: int(n)
+            for status, n in session.execute(
+                select(Evaluation.status, func.count())
+                .where(Evaluation.status.in_(FINISHED))
+                .group_by(Evaluation.status)
+            )
+        }
+        durations = [
+            duration_s(started, created, finished)  # type: ignore[arg-type]
+            for started, created, finished in session.execute(
+                select(Evaluation.started_at, Evaluation.created_at, Evaluation.finished_at)
+                .where(Evaluation.status == "succeeded", Evaluation.finished_at.is_not(None))
+                .order_by(Evaluation.finished_at, Evaluation.id)
+            )
+        ]
+        submissions = {
+            (name, outcome): int(n)
+            for name, outcome, n in session.execute(
+                select(HoldoutSet.name, ScoringSubmission.outcome, func.count())
+                .join(HoldoutSet, HoldoutSet.id == ScoringSubmission.test_set_id)
+                .group_by(HoldoutSet.name, ScoringSubmission.outcome)
+            )
+        }
+    restore_totals(Totals(evaluations, durations, submissions))
+    publish_scores(latest_scores(db))

@@ -1,0 +1,168 @@
+"""Contracts of the blind test-set endpoints: upload, metadata with audit, inputs, scoring."""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+Label = StrictInt | StrictStr
+# SQLite hands back naive datetimes; every stored time is UTC.
+UtcDatetime = Annotated[datetime, AfterValidator(lambda d: d if d.tzinfo else d.replace(tzinfo=UTC))]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class UploadForm(BaseModel):
+    """The non-file fields of the multipart upload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
+    task: Literal["classification", "generation"]
+    format: Literal["jsonl", "csv"] | None = Field(None, description="Default: from the file name, else sniffed.")
+    average: Literal["macro", "micro", "weighted", "binary", "samples"] | None = Field(
+        None, description="Classification: how precision, recall and F1 average over labels (default macro)."
+    )
+    pos_label: str | None = Field(None, max_length=256, description="The positive label, with average=binary.")
+    daily_budget: int | None = Field(None, ge=1, description="Scored submissions per key per UTC day.")
+    ladder: bool = Field(False, description="Release scores through the Ladder (Blum & Hardt 2015).")
+    ladder_metric: str | None = Field(None, description="The metric the ladder compares: default f1 or bleu.")
+    ladder_step: float = Field(0.01, gt=0, le=0.5, description="Rounding of released scores, as a share of scale.")
+    ladder_alpha: float = Field(0.05, gt=0, lt=1, description="Paired-test p-value a new best must beat.")
+
+
+FILE_FIELDS = ("file", "training_file", "training_fingerprints")
+
+
+def upload_openapi() -> dict[str, Any]:
+    """The multipart request body, documented by hand: the route parses it itself, after auth."""
+    schema = UploadForm.model_json_schema()
+    binary = {"type": "string", "format": "binary"}
+    properties = {
+        "file": {**binary, "description": "The test set: JSONL or CSV records."},
+        **schema["properties"],
+        "training_file": {**binary, "description": "Training data (JSONL, CSV or .txt) for the contamination check."},
+        "training_fingerprints": {**binary, "description": "One normalised-input sha256 per line, instead."},
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {"type": "object", "required": ["file", "name", "task"], "properties": properties}
+                }
+            },
+        }
+    }
+
+
+class SetSettings(BaseModel):
+    average: str | None
+    pos_label: Label | None
+    daily_budget: int | None
+    ladder: bool
+    ladder_metric: str
+    ladder_step: float
+    ladder_alpha: float
+
+
+class LengthStats(BaseModel):
+    min: int
+    max: int
+    mean: float
+    p50: int
+    p90: int
+    p99: int
+
+
+class Groups(BaseModel):
+    groups: int
+    records: int
+    example_ids: list[list[str]]
+
+
+class Duplicates(BaseModel):
+    exact: Groups
+    normalized: Groups = Field(description="Same input after NFKC, case folding and punctuation/space folding.")
+    conflicting_targets: Groups = Field(description="Normalised duplicates whose labels or references differ.")
+
+
+class EmptyInputs(BaseModel):
+    count: int
+    example_ids: list[str]
+
+
+class ContaminationReport(BaseModel):
+    training_inputs: int = Field(description="Distinct normalised training inputs.")
+    contaminated: int = Field(description="Test records whose normalised input occurs in training.")
+    share: float
+    example_ids: list[str]
+
+
+class Audit(BaseModel):
+    records: int
+    empty_inputs: EmptyInputs
+    duplicates: Duplicates
+    label_distribution: dict[str, int] | None
+    lengths: dict[str, LengthStats | None]
+    contamination: ContaminationReport | None
+    ignored_fields: list[str]
+    warnings: list[str]
+
+
+class TestSetInfo(BaseModel):
+    id: int
+    name: str
+    version: int
+    task: Literal["classification", "generation"]
+    sha256: str = Field(description="sha256 of the canonical JSONL form of the records.")
+    size: int = Field(description="Number of records.")
+    labels: list[Label] | None = Field(description="Classification: the label set.")
+    multilabel: bool
+    settings: SetSettings
+    audit: Audit
+    created_at: UtcDatetime
+
+
+class TestSetList(BaseModel):
+    items: list[TestSetInfo]
+    total: int
+
+
+class InputItem(BaseModel):
+    id: str
+    text: str
+
+
+class InputsPage(BaseModel):
+    items: list[InputItem]
+    next_cursor: int | None = Field(description="Pass as cursor for the next page; null at the end.")
+    total: int
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    predictions: dict[StrictStr, Label | list[Label]] = Field(
+        description="{id: prediction} for every record: a label, a label list (multilabel) or a generated text."
+    )
+
+
+class TestSetRef(BaseModel):
+    id: int
+    name: str
+    version: int
+    sha256: str
+
+
+class ReleasedInterval(BaseModel):
+    low: float | None
+    high: float | None
+    level: float
+
+
+class ScoreResponse(BaseModel):
+    test_set: TestSetRef
+    mode: Literal["open", "ladder"]
+    metrics: dict[str, float | None]
+    intervals: dict[str, ReleasedInterval]
+    budget_remaining: int | None = Field(description="Scored submissions left to this key today; null: no budget.")
