@@ -14,8 +14,9 @@ from service.errors import install_error_handlers
 from service.inference.lifecycle import model_check, start_inference, stop_inference
 from service.jobs.telemetry import restore_metrics
 from service.middleware import BodySizeLimit, HttpMetrics
+from service.monitoring.lifecycle import start_monitoring, stop_monitoring
 from service.readiness import Readiness, database_check
-from service.routes import health, inference, metrics_api, test_sets
+from service.routes import drift, feedback, health, inference, metrics_api, test_sets
 from service.settings import Settings
 
 # Routes whose bodies are streamed to disk, so they get HELDOUT_MAX_UPLOAD_BYTES instead.
@@ -32,7 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate(db, settings.data_dir)
         await asyncio.to_thread(restore_metrics, db)
         await start_inference(app, settings, db)
+        await start_monitoring(app, settings, db)
         yield
+        await stop_monitoring(app)
         await stop_inference(app)
         db.dispose()
 
@@ -63,4 +66,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_api.router)
     app.include_router(inference.router)
     app.include_router(test_sets.router)
+    app.include_router(feedback.router)
+    app.include_router(drift.router)
     return app

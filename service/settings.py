@@ -1,10 +1,14 @@
 """All configuration, read once from ``HELDOUT_*`` environment variables."""
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from monitors.drift import check_overrides
+from monitors.scheduler import check_cron
 
 
 class Settings(BaseSettings):
@@ -44,6 +48,9 @@ class Settings(BaseSettings):
     )
     log_input_text: bool = Field(True, description="Store input texts in the prediction log, not only their features.")
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest accepted request body; past it, 413.")
+    max_upload_bytes: int = Field(
+        8 * 1024**3, gt=0, description="Largest test-set upload (streamed to disk, not memory); past it, 413."
+    )
     metric_workers: int | None = Field(
         None, ge=1, description="Processes computing generation statistics; default is the number of CPUs."
     )
@@ -66,6 +73,61 @@ class Settings(BaseSettings):
         "", description="Comma-separated paths of local `evaluate` modules an evaluation may name in extra_metrics."
     )
 
+    log_retention: timedelta = Field(
+        timedelta(days=30),
+        description="Prediction log rows (with their feedback) and drift reports older than this are deleted; "
+        "ISO 8601 duration (P30D) or seconds.",
+    )
+    online_window_size: int = Field(
+        1000, ge=1, description="Online accuracy and F1 cover the most recent this many feedback items."
+    )
+    online_window: timedelta | None = Field(
+        None, description="When set, online accuracy and F1 cover the feedback received within this duration instead."
+    )
+    drift_schedule: str | None = Field(
+        None, description="Cron expression for in-process drift checks (e.g. '*/30 * * * *'); unset, none run."
+    )
+    drift_window: timedelta = Field(
+        timedelta(hours=24), description="Window a drift check compares when its request names none: this long back."
+    )
+    drift_max_rows: int = Field(100_000, ge=1, description="Most logged predictions (the newest) a drift check reads.")
+    drift_min_rows: int = Field(
+        500, ge=1, description="Fewest predictions a check's window or a reference needs; distances are noisy below it."
+    )
+    drift_reference_rows: int = Field(
+        20_000, ge=1, description="Most rows a drift reference keeps, sampled evenly over its source."
+    )
+    drift_methods: dict[str, str] = Field(
+        {},
+        description='Drift method per column, as JSON overriding the defaults, e.g. {"n_chars": "ks"}. Columns: '
+        "n_chars, n_tokens, unk_share, confidence (wasserstein), label (jensenshannon), "
+        "text (abs_text_content_drift), embedding (model).",
+    )
+    drift_thresholds: dict[str, float] = Field(
+        {}, description='Drift threshold per column, as JSON overriding the defaults (0.1; text and embedding 0.55).'
+    )
+    drift_share: float = Field(
+        0.5, gt=0, le=1, description="Dataset drift is reported when at least this share of the columns drift."
+    )
+    drift_text_sample: int = Field(
+        2000, ge=20, description="Texts per side the text drift domain classifier uses, sampled with a fixed seed."
+    )
+    drift_embedding_sample: int = Field(
+        5000, ge=20, description="Rows per side the embedding drift method uses, sampled with a fixed seed."
+    )
+    drift_embedding_components: int = Field(
+        4, ge=1, le=16, description="Principal components of the logged embedding sketch a reference fits."
+    )
+    drift_executor: Literal["process", "thread"] = Field(
+        "process", description="Where drift checks run: a separate low-priority process, or a thread of this one."
+    )
+    drift_timeout_s: float = Field(
+        900.0, gt=0, description="A drift check not finished this long after it was queued is recorded as failed."
+    )
+    monitor_interval_s: float = Field(
+        60.0, gt=0, description="How often a replica reloads drift and online gauges from the database and prunes."
+    )
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
@@ -77,6 +139,16 @@ class Settings(BaseSettings):
     def _check_queue_holds_a_request(self) -> Self:
         if self.max_inputs > self.max_queue:
             raise ValueError("HELDOUT_MAX_INPUTS must not exceed HELDOUT_MAX_QUEUE: such a request could never queue")
+        return self
+
+    @field_validator("drift_schedule")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        return None if value is None or not value.strip() else check_cron(value.strip())
+
+    @model_validator(mode="after")
+    def _check_drift_overrides(self) -> Self:
+        check_overrides(self.drift_methods, self.drift_thresholds)
         return self
 
     @property

@@ -174,3 +174,66 @@ class EvaluationShard(Base):
     output: Mapped[list[Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
 
+
+class Feedback(Base):
+    """Delayed ground truth for one logged prediction; a later label for the same prediction replaces it."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_model_received_at", "model", "received_at"),)
+
+    prediction_id: Mapped[str] = mapped_column(
+        ForeignKey("prediction_log.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    predicted: Mapped[str] = mapped_column(Text, nullable=False)
+    """The logged prediction's label, copied so a window's scores are one grouped query."""
+    label: Mapped[str] = mapped_column(Text, nullable=False)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class DriftReference(Base):
+    """A frozen copy of the features drift checks compare against, with the embedding projection fitted on it."""
+
+    __tablename__ = "drift_reference"
+    __table_args__ = (UniqueConstraint("model", "version", name="uq_drift_reference_model_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    source: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    rows: Mapped[int] = mapped_column(Integer, nullable=False)
+    columns: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    projection: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, deferred=True)
+    """gzip'd JSON of a ``monitors.drift_features.FeatureTable``."""
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class DriftCheck(Base):
+    """One drift check. A scheduled check carries its cron tick, unique per model: one replica wins it."""
+
+    __tablename__ = "drift_check"
+    __table_args__ = (
+        UniqueConstraint("model", "tick", name="uq_drift_check_model_tick"),
+        Index("ix_drift_check_model_status", "model", "status", "finished_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    reference_id: Mapped[int] = mapped_column(ForeignKey("drift_reference.id"), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    tick: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    window_from: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    window_to: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    rows: Mapped[int | None] = mapped_column(Integer)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    report: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    """gzip'd HTML of Evidently's report; dropped after HELDOUT_LOG_RETENTION."""
+    owner: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

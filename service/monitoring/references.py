@@ -1,0 +1,122 @@
+"""Drift references: frozen, versioned copies of the features a check compares against.
+
+A reference keeps its own rows (not pointers into the prediction log or a test set), so retention and
+test-set deletion never change what an old check compared against. The embedding projection is fitted
+here, once, and stored with it.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from monitors.drift_features import ALL_COLUMNS, FeatureTable, LoggedPrediction, classifier_log_features
+from monitors.projection import Projection
+from service.db.models import DriftReference, HoldoutRecord, HoldoutSet
+from service.db.session import Database
+from service.errors import ProblemError
+from service.inference.classifier import ClassOutput
+from service.monitoring.window import ID_CHUNK
+
+VERSION_ATTEMPTS = 5
+
+
+def test_set_inputs(session: Session, test_set_id: int, max_rows: int) -> tuple[str, list[str]]:
+    """(test set name, inputs evenly spread over the set); 404 for a missing or deleted set."""
+    row = session.get(HoldoutSet, test_set_id)
+    if row is None or row.deleted_at is not None or row.version is None:
+        raise ProblemError(404, f"test set {test_set_id} does not exist")
+    of_set = HoldoutRecord.test_set_id == test_set_id
+    positions = list(session.scalars(select(HoldoutRecord.position).where(of_set).order_by(HoldoutRecord.position)))
+    if len(positions) > max_rows:
+        positions = [positions[i] for i in np.linspace(0, len(positions) - 1, max_rows).round().astype(int)]
+    inputs: dict[int, str] = {}
+    for start in range(0, len(positions), ID_CHUNK):
+        chunk = positions[start : start + ID_CHUNK]
+        query = select(HoldoutRecord.position, HoldoutRecord.input).where(of_set, HoldoutRecord.position.in_(chunk))
+        inputs.update({pos: text for pos, text in session.execute(query)})
+    return row.name, [inputs[p] for p in positions]
+
+
+def table_from_outputs(texts: Sequence[str], outputs: Sequence[ClassOutput]) -> FeatureTable:
+    """The features the prediction log would hold had these texts been served."""
+    predictions = []
+    for text, out in zip(texts, outputs, strict=True):
+        single = isinstance(out.label, str) and isinstance(out.score, float)
+        predictions.append(
+            LoggedPrediction(
+                classifier_log_features(len(text), out.n_tokens, out.n_unknown, out.truncated, out.embedding),
+                out.label if single and isinstance(out.label, str) else None,
+                out.score if single and isinstance(out.score, float) else None,
+                text,
+            )
+        )
+    return FeatureTable.from_predictions(predictions)
+
+
+def fit_projection(table: FeatureTable, n_components: int) -> Projection | None:
+    sketches = table.sketches()
+    if len(sketches) <= n_components:
+        return None
+    return Projection.fit(sketches, n_components)
+
+
+def store_reference(
+    db: Database,
+    model: str,
+    source: dict[str, Any],
+    table: FeatureTable,
+    projection: Projection | None,
+    created_by: str,
+) -> DriftReference:
+    """Stored as the model's next version; concurrent creations retry on the (model, version) constraint."""
+    data = table.to_bytes()
+    columns = [c for c in ALL_COLUMNS if table.present(c) and (c != "embedding" or projection is not None)]
+    for attempt in range(VERSION_ATTEMPTS):
+        try:
+            with db.session() as session:
+                latest = session.scalar(select(func.max(DriftReference.version)).where(DriftReference.model == model))
+                row = DriftReference(
+                    model=model,
+                    version=(latest or 0) + 1,
+                    source=source,
+                    rows=len(table),
+                    columns=columns,
+                    projection=projection.to_json() if projection is not None else None,
+                    data=data,
+                    created_by=created_by,
+                )
+                session.add(row)
+            return row
+        except IntegrityError:
+            if attempt == VERSION_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def get_reference(session: Session, reference_id: int) -> DriftReference:
+    row = session.get(DriftReference, reference_id)
+    if row is None:
+        raise ProblemError(404, f"drift reference {reference_id} does not exist")
+    return row
+
+
+def latest_reference(session: Session, model: str | None) -> DriftReference | None:
+    """The newest reference of ``model``, or of any model when None."""
+    query = select(DriftReference).order_by(DriftReference.created_at.desc(), DriftReference.id.desc()).limit(1)
+    if model is not None:
+        query = query.where(DriftReference.model == model)
+    return session.scalars(query).first()
+
+
+def list_references(session: Session, model: str | None, limit: int, offset: int) -> tuple[list[DriftReference], int]:
+    query = select(DriftReference)
+    count = select(func.count()).select_from(DriftReference)
+    if model is not None:
+        query = query.where(DriftReference.model == model)
+        count = count.where(DriftReference.model == model)
+    rows = session.scalars(query.order_by(DriftReference.id.desc()).limit(limit).offset(offset)).all()
+    return list(rows), int(session.scalar(count) or 0)

@@ -1,0 +1,37 @@
+"""Stored rows → API contracts."""
+
+from service.db.models import DriftCheck, DriftReference
+from service.schemas.drift import CheckInfo, ColumnResult, ReferenceInfo, WindowInfo
+
+
+def reference_info(row: DriftReference) -> ReferenceInfo:
+    return ReferenceInfo(
+        id=row.id,
+        model=row.model,
+        version=row.version,
+        source=row.source,
+        rows=row.rows,
+        columns=row.columns,
+        created_by=row.created_by,
+        created_at=row.created_at,
+    )
+
+
+def check_info(row: DriftCheck) -> CheckInfo:
+    result = row.result or {}
+    columns = result.get("columns")
+    return CheckInfo(
+        id=row.id,
+        model=row.model,
+        status=row.status,
+        reference=row.reference_id,
+        tick=row.tick,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        window=WindowInfo(start=row.window_from, end=row.window_to, rows=row.rows),
+        columns=[ColumnResult(**c) for c in columns] if columns is not None else None,
+        share_of_drifted_columns=result.get("share_of_drifted_columns"),
+        dataset_drift=result.get("dataset_drift"),
+        error=row.error,
+    )
