@@ -27,11 +27,16 @@ from metrics.generation_stats import (
     extract_statistics,
     num_refs,
     resolve_workers,
+    run_tasks,
     signature,
 )
 
 METRICS = ("bleu", "chrf", "ter")
 CHRF_WORD_ORDERS = (0, 2)
+# Bootstrap resamples per task: fixed, so results do not depend on the worker count.
+RESAMPLE_BLOCK = 250
+# Below this many example-resample cells, resampling inline beats shipping statistics to workers.
+PARALLEL_RESAMPLE_CELLS = 20_000_000
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
@@ -277,12 +282,28 @@ def _metric_score(
     return MetricScore(score.name, float(score.score), sig, sentence_scores=sentences, interval=interval)
 
 
+def bootstrap_sums(stats: np.ndarray, n_resamples: int, seed: int | None, workers: int) -> np.ndarray:
+    """``resampled_sums`` in fixed blocks with spawned generators, run on the worker pool when large.
+
+    The blocks do not depend on the worker count, so a seed gives the same resamples everywhere.
+    """
+    sizes = [min(RESAMPLE_BLOCK, n_resamples - start) for start in range(0, n_resamples, RESAMPLE_BLOCK)]
+    tasks = [(stats, size, rng) for size, rng in zip(sizes, make_rng(seed).spawn(len(sizes)), strict=True)]
+    inline = stats.shape[0] * n_resamples < PARALLEL_RESAMPLE_CELLS
+    return np.concatenate(run_tasks(resampled_sums, tasks, workers, inline=inline), axis=0)
+
+
 def bootstrap_intervals(
-    specs: Sequence[MetricSpec], stats: Sequence[np.ndarray], n_resamples: int, seed: int | None, level: float
+    specs: Sequence[MetricSpec],
+    stats: Sequence[np.ndarray],
+    n_resamples: int,
+    seed: int | None,
+    level: float,
+    workers: int,
 ) -> list[Interval]:
     """Percentile intervals from one set of resamples shared by all metrics (all statistics side by side)."""
     widths = np.cumsum([0] + [spec.width for spec in specs])
-    sums = resampled_sums(np.hstack(stats), n_resamples, make_rng(seed))
+    sums = bootstrap_sums(np.hstack(stats), n_resamples, seed, workers)
     return [
         percentile_interval(score_function(spec)(sums[:, start:stop]), level)
         for spec, start, stop in zip(specs, widths[:-1], widths[1:], strict=True)
@@ -323,7 +344,7 @@ def generation_report(
     extra = {"bs": n_resamples, "seed": str(seed).lower()} if n_resamples else None
     sigs = [signature(spec, num_refs(refs), extra) for spec in specs]
     intervals: list[Interval | None] = (
-        list(bootstrap_intervals(specs, stats, n_resamples, seed, level))
+        list(bootstrap_intervals(specs, stats, n_resamples, seed, level, workers))
         if n_resamples
         else [None] * len(specs)
     )

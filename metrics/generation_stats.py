@@ -1,7 +1,7 @@
 """Per-segment sufficient statistics for BLEU, chrF and TER, extracted in parallel in bounded chunks.
 
 sacrebleu scores a corpus from per-segment statistics, but extracts them in one process and builds
-every reference's n-grams up front (chrF: about 5.8 GB for 100k segments). Here each example's
+every reference's n-grams up front (chrF: gigabytes for 100k segments). Here each example's
 references are processed, used and dropped one at a time, inside chunks of a few thousand segments
 that run on a persistent process pool and come back as small numpy arrays. Scores are computed from
 these statistics elsewhere (``metrics.generation``), as sacrebleu separates extraction from scoring.
@@ -325,11 +325,26 @@ def _ordered_map(
 
 
 def resolve_workers(workers: int | None) -> int:
+    """``None`` means the CPUs this process may run on (its affinity set), not the whole host's count."""
     if workers is None:
-        return os.cpu_count() or 1
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise MetricInputError("workers must be a positive integer", "workers")
     return workers
+
+
+def run_tasks(
+    fn: Callable[..., Any], tasks: Iterable[tuple[Any, ...]], workers: int, *, inline: bool
+) -> list[Any]:
+    """``fn(*task)`` for every task, in order: inline, or on the shared pool with few tasks in flight."""
+    if inline or workers == 1:
+        return [fn(*task) for task in tasks]
+    pool = _pool(workers)
+    try:
+        return list(_ordered_map(pool, fn, tasks, in_flight=2 * workers))
+    except BrokenProcessPool:
+        _discard_pool(workers, pool)
+        raise
 
 
 def extract_statistics(
@@ -351,13 +366,5 @@ def extract_statistics(
         (specs_t, tuple(hyps[start : start + chunk] for hyps in systems_t), references[start : start + chunk])
         for start in range(0, n, chunk)
     )
-    if n_workers == 1 or n < INLINE_BELOW:
-        parts = [chunk_statistics(*task) for task in tasks]
-    else:
-        pool = _pool(n_workers)
-        try:
-            parts = list(_ordered_map(pool, chunk_statistics, tasks, in_flight=2 * n_workers))
-        except BrokenProcessPool:
-            _discard_pool(n_workers, pool)
-            raise
+    parts = run_tasks(chunk_statistics, tasks, n_workers, inline=n < INLINE_BELOW)
     return [np.concatenate([part[k] for part in parts], axis=1) for k in range(len(specs_t))]

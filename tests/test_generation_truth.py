@@ -1,8 +1,8 @@
 """heldout's BLEU / chrF / TER against external ground truth: sacrebleu's upstream test vectors and
 the official WMT17 en-de scores of mteval, tercom and chrF++.py.
 
-TER is slow (sacrebleu's Python tercom: ~15 s per WMT17 system on one core), so by default two systems
-are checked against tercom; HELDOUT_SLOW_TESTS=1 checks all 16.
+TER is slow (sacrebleu's Python tercom: ~15 s per WMT17 system on one core), so by default one system
+is checked against tercom; HELDOUT_SLOW_TESTS=1 checks all 16.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from metrics.generation_stats import (
 TRUTH = Path(__file__).resolve().parents[1].parent / "shared" / "truth"
 VECTORS_FILE = TRUTH / "sacrebleu_test_vectors.json"
 WMT17_FILE = TRUTH / "wmt17_en_de_systems.json"
-TER_SYSTEMS = ("newstest2017.LIUM-NMT.4900.en-de", "newstest2017.online-F.0.en-de")
+TER_SYSTEMS = ("newstest2017.LIUM-NMT.4900.en-de",)
 OFFICIAL_TOL = 0.01
 
 
@@ -209,25 +209,34 @@ def all_systems_stats(wmt17: dict[str, Any], spec: MetricSpec, names: list[str])
     return dict(zip(names, stats, strict=True))
 
 
-@pytest.mark.parametrize(
-    ("tokenize", "official"), [("13a", "bleu_mteval_v13a"), ("intl", "bleu_mteval_v14_intl")]
-)
-def test_wmt17_bleu_all_systems(wmt17: dict[str, Any], tokenize: str, official: str) -> None:
-    names = sorted(wmt17["systems"])
-    assert len(names) == 16
+def check_bleu_systems(wmt17: dict[str, Any], tokenize: str, official: str, names: list[str]) -> int:
+    """heldout equals sacrebleu on each system, and the official score where there is one; returns their count."""
     spec = BleuSpec(tokenize=tokenize)
     sacre = BLEU(tokenize=tokenize, references=[wmt17["reference"]])
     checked = 0
     for name, stats in all_systems_stats(wmt17, spec, names).items():
-        ours = point_score(spec, stats)
+        ours = point_score(spec, stats).score
         assert math.isclose(
-            ours.score, sacre.corpus_score(wmt17["systems"][name]["hyps"], None).score, abs_tol=1e-9
+            ours, sacre.corpus_score(wmt17["systems"][name]["hyps"], None).score, abs_tol=1e-9
         )
         expected = wmt17["systems"][name]["expected"][official]
         if expected is not None:
-            assert abs(ours.score - expected) <= OFFICIAL_TOL + 1e-9, name
+            assert abs(ours - expected) <= OFFICIAL_TOL + 1e-9, name
             checked += 1
-    assert checked >= 1
+    return checked
+
+
+def test_wmt17_bleu_13a_all_systems_against_mteval_v13a(wmt17: dict[str, Any]) -> None:
+    names = sorted(wmt17["systems"])
+    assert len(names) == 16
+    assert check_bleu_systems(wmt17, "13a", "bleu_mteval_v13a", names) == 16
+
+
+def test_wmt17_bleu_intl_against_mteval_v14(wmt17: dict[str, Any]) -> None:
+    """Official intl scores exist for one system; three more check equality with sacrebleu."""
+    official = [n for n, s in wmt17["systems"].items() if s["expected"]["bleu_mteval_v14_intl"] is not None]
+    others = sorted(set(wmt17["systems"]) - set(official))[:3]
+    assert check_bleu_systems(wmt17, "intl", "bleu_mteval_v14_intl", official + others) == len(official) >= 1
 
 
 @pytest.mark.parametrize(("word_order", "official"), [(0, "chrf_chrFpp_py"), (2, "chrfpp_chrFpp_py")])
