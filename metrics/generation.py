@@ -2,8 +2,8 @@
 
 Point scores go through sacrebleu's own ``_compute_score_from_stats`` on the summed per-segment
 statistics, so they are sacrebleu's numbers. Bootstrap resamples and sentence scores need thousands
-of scores at once: the ``*_scores`` functions below replay sacrebleu's formulas over a leading batch
-axis in numpy, in the same floating-point operation order.
+of scores at once: ``bleu_arrays``, ``chrf_scores`` and ``ter_scores`` replay sacrebleu's formulas
+over a leading batch axis in numpy, in the same floating-point operation order.
 """
 
 from __future__ import annotations
