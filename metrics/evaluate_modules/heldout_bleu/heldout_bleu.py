@@ -1,33 +1,10 @@
-"""heldout's corpus BLEU as an `evaluate` module: sacrebleu's score, keeping sacrebleu's signature.
+"""heldout's corpus BLEU as an `evaluate` module, keeping sacrebleu's signature."""
 
-The Hub's ``sacrebleu`` module drops the signature that says how the score was computed; this one
-returns it, and computes through the same parallel core as the service.
-"""
-
-from dataclasses import asdict
 from typing import Any
 
-import datasets
 import evaluate
 
-from metrics.generation import generation_report
-
-_DESCRIPTION = "Corpus BLEU equal to sacrebleu's, with its reproducibility signature."
-
-_KWARGS_DESCRIPTION = """
-Args:
-    predictions: list of hypothesis strings.
-    references: one reference string, or a list of reference strings, per prediction.
-    tokenize: sacrebleu BLEU tokenizer ('13a', 'intl', 'zh', 'char' or 'none').
-    lowercase: compute case-insensitive BLEU.
-    sentence_level: also return per-segment scores (sentence BLEU with effective order).
-    n_resamples: bootstrap resamples for a percentile interval (0: none).
-    confidence_level: interval level.
-    seed: bootstrap seed.
-    workers: processes for statistics extraction (default: all CPUs).
-Returns:
-    score, signature, precisions, bp, sys_len, ref_len, and sentence_scores / interval when asked.
-"""
+import metrics.evaluate_modules._generation_common as common
 
 _CITATION = """\
 @inproceedings{post-2018-call,
@@ -40,29 +17,14 @@ _CITATION = """\
 """
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class HeldoutBleu(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=[
-                datasets.Features(
-                    {
-                        "predictions": datasets.Value("string", id="sequence"),
-                        "references": datasets.Sequence(
-                            datasets.Value("string", id="sequence"), id="references"
-                        ),
-                    }
-                ),
-                datasets.Features(
-                    {
-                        "predictions": datasets.Value("string", id="sequence"),
-                        "references": datasets.Value("string", id="sequence"),
-                    }
-                ),
-            ],
+        return common.metric_info(
+            "Corpus BLEU equal to sacrebleu's, with its reproducibility signature.",
+            _CITATION,
+            "    tokenize: sacrebleu BLEU tokenizer ('13a', 'intl', 'zh', 'char' or 'none').\n"
+            "    lowercase: compute case-insensitive BLEU.\n",
+            "score, signature, precisions, bp, sys_len, ref_len, and sentence_scores / interval when asked.",
         )
 
     def _compute(
@@ -77,10 +39,10 @@ class HeldoutBleu(evaluate.Metric):
         seed: int | None = 0,
         workers: int | None = None,
     ) -> dict[str, Any]:
-        score = generation_report(
+        return common.compute(
+            "bleu",
             predictions,
             references,
-            metrics=("bleu",),
             tokenize=tokenize,
             lowercase=lowercase,
             sentence_level=sentence_level,
@@ -88,5 +50,4 @@ class HeldoutBleu(evaluate.Metric):
             confidence_level=confidence_level,
             seed=seed,
             workers=workers,
-        )["bleu"]
-        return {key: value for key, value in asdict(score).items() if value is not None}
+        )
