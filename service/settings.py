@@ -33,9 +33,14 @@ class Settings(BaseSettings):
         True, description="With no model path, `heldout serve` builds (once) and serves the embedded demo model."
     )
     torch_threads: int | None = Field(None, ge=1, description="Intra-op threads for CPU inference; default torch's.")
-    max_batch_size: int = Field(32, ge=1, description="Most examples merged into one forward pass.")
+    max_batch_size: int | None = Field(
+        None, ge=1, description="Most examples merged into one forward pass; default 8 on CPU, 64 on GPU."
+    )
     max_batch_delay_ms: float = Field(
-        2.0, ge=0, le=10_000, description="Longest an example waits for others to fill its batch."
+        0.0,
+        ge=0,
+        le=10_000,
+        description="Longest an example waits for others while the model is idle; batches fill while it is busy.",
     )
     max_queue: int = Field(1024, ge=1, description="Most examples waiting for the model; past it, 429 with Retry-After.")
     request_timeout_s: float = Field(

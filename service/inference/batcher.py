@@ -3,7 +3,8 @@
 Modelled on Seldon MLServer's adaptive batcher. One task on the event loop forms batches: it waits until
 ``max_batch_size`` examples of one key (requests that can share a forward pass) are queued, or until the
 oldest has waited ``max_delay_s``, whichever is first. Time the worker spends busy counts towards that
-wait, so under load batches leave as soon as the worker frees up, full. The batch is the oldest example
+wait, so under load batches leave full as soon as the worker frees up, and with a zero delay a lone
+request on an idle worker runs at once. The batch is the oldest example
 plus the queued examples closest to it in length, so padding stays small and no example starves. The
 queue is bounded; past the bound, or once closing, submissions are refused rather than slowed.
 """
@@ -21,7 +22,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 # How far past the oldest example the batcher looks for similar lengths, in batches.
-LOOKAHEAD_BATCHES = 4
+LOOKAHEAD_BATCHES = 8
 # Smoothing of the per-example run time behind Retry-After.
 RATE_SMOOTHING = 0.2
 

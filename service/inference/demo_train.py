@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
 from transformers.masking_utils import create_bidirectional_mask
+from transformers.utils import logging as transformers_logging
 
 from service.inference.demo_data import (
     LABELS,
@@ -109,7 +110,7 @@ def _fine_tune(model: BertForSequenceClassification, train: list[CachedBatch], p
             loss.backward()
             optimizer.step()
             schedule.step()
-            total += float(loss)
+            total += loss.item()
         progress(f"  fine-tuning: epoch {epoch + 1}/{EPOCHS}, mean loss {total / len(train):.3f}")
     model.eval()
 
@@ -154,14 +155,20 @@ def build_demo(
     torch.manual_seed(SEED)
     base = minilm_dir()
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base,
-        local_files_only=True,
-        num_labels=len(LABELS),
-        id2label=dict(enumerate(LABELS)),
-        label2id={label: i for i, label in enumerate(LABELS)},
-        problem_type="single_label_classification",
-    ).eval()
+    # The new head is missing from the encoder-only checkpoint by design; transformers' warning says otherwise.
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base,
+            local_files_only=True,
+            num_labels=len(LABELS),
+            id2label=dict(enumerate(LABELS)),
+            label2id={label: i for i, label in enumerate(LABELS)},
+            problem_type="single_label_classification",
+        ).eval()
+    finally:
+        transformers_logging.set_verbosity(verbosity)
     cached_train = _cache(model, tokenizer, train, "training set", progress)
     cached_test = _cache(model, tokenizer, test, "test set", progress)
     _fine_tune(model, cached_train, progress)

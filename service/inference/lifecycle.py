@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 from fastapi import FastAPI
+from transformers.utils.logging import disable_progress_bar
 
 from monitors.prediction_log import PredictionLog
 from service.db.session import Database
@@ -25,6 +26,7 @@ def build_engine(settings: Settings, db: Database) -> InferenceEngine:
     files = inspect_model_dir(settings.model_path)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
+    disable_progress_bar()  # per-load tqdm bars only clutter server logs
     device = resolve_device(settings.device)
     loaded = load_model(files, device, resolve_dtype(settings.dtype, device), settings.model_name)
     log.info(

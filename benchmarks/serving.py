@@ -1,0 +1,349 @@
+"""Serving benchmark: the demo MiniLM classifier on CPU, heldout's dynamic batching against two references.
+
+* offline limit: the same model's best batched tokenize+forward throughput on the same sentences
+  (length-sorted batches, best batch size, best of two measurements), in this process;
+* plain FastAPI: a bare endpoint doing one tokenize+forward per request, served by uvicorn;
+* heldout: ``heldout serve --model <demo>``, clients sending one sentence per request.
+
+Clients are keep-alive connections driven by a minimal asyncio HTTP/1.1 client, so the load generator
+costs little CPU next to the server. All servers get the same number of torch threads as the offline
+measurement. Usage: ``python benchmarks/serving.py [--duration 15] [--concurrency 1,8,64]``.
+"""
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import httpx
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from service.inference.demo import ensure_demo_model
+from service.inference.demo_data import TEST_SET_FILE
+
+API_KEY = "benchmark-evaluator-key"
+BATCH_SIZES = (8, 16, 32, 64)
+
+
+@dataclass
+class Load:
+    name: str
+    concurrency: int
+    throughput: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    cpu_ms: float
+    """Server CPU time per sentence (all its threads), which contention from other processes barely moves."""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def load_model(model_dir: Path) -> tuple[object, torch.nn.Module]:
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, local_files_only=True).eval()
+    return tokenizer, model
+
+
+def forward(tokenizer: object, model: torch.nn.Module, texts: list[str]) -> torch.Tensor:
+    with torch.inference_mode():
+        encoded = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")  # type: ignore[operator]
+        return torch.softmax(model(**encoded).logits, -1)
+
+
+@dataclass
+class Limit:
+    throughput: float
+    batch_size: int
+    cpu_ms: float
+
+
+def offline_limit(model_dir: Path, texts: list[str], seconds: float) -> Limit:
+    """Best sentences/s over batch sizes, batches cut from the length-sorted sentences."""
+    tokenizer, model = load_model(model_dir)
+    ordered = sorted(texts, key=len)
+    best = Limit(0.0, 0, 0.0)
+    for size in BATCH_SIZES:
+        batches = [ordered[i : i + size] for i in range(0, len(ordered), size)]
+        forward(tokenizer, model, batches[0])
+        done, start, cpu = 0, time.perf_counter(), time.process_time()
+        for batch in itertools.cycle(batches):
+            forward(tokenizer, model, batch)
+            done += len(batch)
+            if time.perf_counter() - start >= seconds:
+                break
+        throughput = done / (time.perf_counter() - start)
+        if throughput > best.throughput:
+            best = Limit(throughput, size, (time.process_time() - cpu) * 1000 / done)
+    return best
+
+
+def single_forward_ms(model_dir: Path, texts: list[str], count: int = 60) -> float:
+    """p50 latency of one sentence's tokenize+forward, the floor for a request at concurrency 1."""
+    tokenizer, model = load_model(model_dir)
+    forward(tokenizer, model, texts[:1])
+    timings = []
+    for text in texts[:count]:
+        start = time.perf_counter()
+        forward(tokenizer, model, [text])
+        timings.append((time.perf_counter() - start) * 1000)
+    return statistics.median(timings)
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+    await reader.readexactly(length)
+    return int(lines[0].split()[1])
+
+
+async def _client(
+    port: int, requests: list[bytes], offset: int, until: float, done: list[tuple[float, float, int]]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = offset
+    while (start := time.perf_counter()) < until:
+        writer.write(requests[i % len(requests)])
+        i += 1
+        status = await _read_response(reader)
+        done.append((start, time.perf_counter(), status))
+    writer.close()
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a server process (Linux), to compare CPU cost per sentence."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _drive(port: int, pid: int, requests: list[bytes], concurrency: int, warmup: float, seconds: float) -> Load:
+    """Throughput counts requests completed inside the measured window; latencies are theirs."""
+    done: list[tuple[float, float, int]] = []
+    now = time.perf_counter()
+    warm_until, until = now + warmup, now + warmup + seconds
+    cpu_before = server_cpu_seconds(pid)
+    await asyncio.gather(*(_client(port, requests, i * 7, until, done) for i in range(concurrency)))
+    cpu_ms = (server_cpu_seconds(pid) - cpu_before) * 1000 / max(1, len(done))
+    window = [(end - start, status) for start, end, status in done if warm_until <= end <= until]
+    ms = [latency * 1000 for latency, _ in window]
+    errors = sum(status != 200 for _, status in window)
+    return Load("", concurrency, len(window) / seconds, percentile(ms, 0.5), percentile(ms, 0.99), errors, cpu_ms)
+
+
+def http_requests(texts: list[str], path: str) -> list[bytes]:
+    out = []
+    for text in texts:
+        body = json.dumps({"inputs": [text]}).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        out.append(head.encode() + body)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(command: list[str], env: dict[str, str], port: int, ready_path: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {process.stderr.read().decode() if process.stderr else ''}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError("server did not become ready")
+
+
+def plain_server(model_dir: Path, port: int, threads: int) -> None:
+    """The reference: a bare FastAPI endpoint doing one forward per request."""
+    import uvicorn
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+
+    torch.set_num_threads(threads)
+    tokenizer, model = load_model(model_dir)
+    app = FastAPI()
+
+    class Body(BaseModel):
+        inputs: list[str]
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/predict")
+    def predict(body: Body) -> dict[str, list[float]]:
+        return {"scores": forward(tokenizer, model, body.inputs)[0].tolist()}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+
+def measure(server: Server, requests: list[bytes], concurrency: int, seconds: float) -> Load:
+    warmup = min(2.0, seconds / 4)
+    load = asyncio.run(_drive(server.port, server.process.pid, requests, concurrency, warmup, seconds))
+    load.name = server.name
+    print(
+        f"  {server.name} c={concurrency}: {load.throughput:.1f}/s, p50 {load.p50_ms:.1f} ms, cpu {load.cpu_ms:.1f} ms"
+    )
+    return load
+
+
+def median_load(loads: list[Load]) -> Load:
+    return Load(
+        loads[0].name,
+        loads[0].concurrency,
+        statistics.median(load.throughput for load in loads),
+        statistics.median(load.p50_ms for load in loads),
+        statistics.median(load.p99_ms for load in loads),
+        sum(load.errors for load in loads),
+        statistics.median(load.cpu_ms for load in loads),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("HELDOUT_DATA_DIR", ".heldout")))
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per load level and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the table shows medians")
+    parser.add_argument("--concurrency", default="1,8,64")
+    parser.add_argument("--inputs", type=int, default=512, help="distinct test sentences cycled through")
+    parser.add_argument("--plain-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    model_dir = ensure_demo_model(args.data_dir)
+    if args.plain_server:
+        plain_server(model_dir, args.plain_server, args.threads)
+        return
+    torch.set_num_threads(args.threads)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    rows = (model_dir / TEST_SET_FILE).read_text().splitlines()[: args.inputs]
+    texts = [json.loads(row)["text"] for row in rows]
+    requests = http_requests(texts, "/v1/predict")
+    print(f"{len(texts)} sentences, {args.threads} torch threads, {os.cpu_count()} CPUs, load {os.getloadavg()}")
+
+    with TemporaryDirectory() as scratch:
+        env = {
+            **os.environ,
+            "HELDOUT_DATA_DIR": scratch,
+            "HELDOUT_API_KEYS": f"evaluator:{API_KEY}",
+            "HELDOUT_TORCH_THREADS": str(args.threads),
+            "HELDOUT_LOG_LEVEL": "warning",
+        }
+        env.pop("HELDOUT_DATABASE_URL", None)
+        heldout_port, plain_port = free_port(), free_port()
+        command = [sys.executable, "-m", "service.cli", "serve", "--model", str(model_dir), "--port", str(heldout_port)]
+        heldout = Server("heldout", heldout_port, start(command, env, heldout_port, "/readyz"))
+        command = [sys.executable, __file__, "--data-dir", str(args.data_dir), "--threads", str(args.threads)]
+        plain_process = start([*command, "--plain-server", str(plain_port)], env, plain_port, "/healthz")
+        plain = Server("plain FastAPI", plain_port, plain_process)
+        limits: list[Limit] = []
+        singles: list[float] = []
+        loads: dict[tuple[str, int], list[Load]] = {}
+        runs = [(heldout, c) for c in levels] + [(plain, 1), (plain, max(levels))]
+        try:
+            for round_ in range(args.rounds):
+                print(f"round {round_ + 1}/{args.rounds}, load average {os.getloadavg()}", flush=True)
+                limits.append(offline_limit(model_dir, texts, args.duration / len(BATCH_SIZES)))
+                singles.append(single_forward_ms(model_dir, texts))
+                print(f"  offline {limits[-1]}, single forward {singles[-1]:.1f} ms", flush=True)
+                for server, concurrency in runs:
+                    loads.setdefault((server.name, concurrency), []).append(
+                        measure(server, requests, concurrency, args.duration)
+                    )
+        finally:
+            for server in (heldout, plain):
+                server.process.terminate()
+                server.process.wait(60)
+    limit = Limit(
+        statistics.median(limit.throughput for limit in limits),
+        statistics.mode(limit.batch_size for limit in limits),
+        statistics.median(limit.cpu_ms for limit in limits),
+    )
+    report([median_load(series) for series in loads.values()], limit, statistics.median(singles))
+
+
+def row(*cells: object) -> None:
+    print("| " + " | ".join(str(cell) for cell in cells) + " |")
+
+
+def report(loads: list[Load], limit: Limit, single_ms: float) -> None:
+    """Medians over rounds. 'cpu ms' is CPU time per sentence: a contention-proof view of efficiency."""
+    print()
+    row("server", "clients", "sentences/s", "vs offline limit", "p50 ms", "p99 ms", "cpu ms/sentence", "errors")
+    row(*["---"] * 8)
+    row(
+        f"offline limit (batch {limit.batch_size})",
+        "-",
+        f"{limit.throughput:.1f}",
+        "1.00",
+        "-",
+        "-",
+        f"{limit.cpu_ms:.1f}",
+        "-",
+    )
+    single = 1000 / single_ms
+    row("single forward", 1, f"{single:.1f}", f"{single / limit.throughput:.2f}", f"{single_ms:.1f}", "-", "-", "-")
+    for load in loads:
+        ratio = load.throughput / limit.throughput
+        row(
+            load.name,
+            load.concurrency,
+            f"{load.throughput:.1f}",
+            f"{ratio:.2f}",
+            f"{load.p50_ms:.1f}",
+            f"{load.p99_ms:.1f}",
+            f"{load.cpu_ms:.1f}",
+            load.errors,
+        )
+    heldout = [load for load in loads if load.name == "heldout"]
+    plain_top = [load for load in loads if load.name != "heldout"][-1]
+    top, lone = heldout[-1], heldout[0]
+    checks = [
+        (f"throughput at {top.concurrency} clients >= 0.85x offline limit", top.throughput >= 0.85 * limit.throughput),
+        (f">= 3x plain FastAPI at {plain_top.concurrency} clients", top.throughput >= 3 * plain_top.throughput),
+        ("p50 at 1 client within 5 ms of a single forward", lone.p50_ms - single_ms <= 5.0),
+        ("no errors", not any(load.errors for load in heldout)),
+    ]
+    best_possible = limit.throughput / plain_top.throughput
+    print(
+        f"\noffline limit / plain FastAPI at {plain_top.concurrency} clients: {best_possible:.2f}x "
+        "(the most any server can get)"
+    )
+    print(f"CPU per sentence, offline limit / heldout at {top.concurrency} clients: {limit.cpu_ms / top.cpu_ms:.2f}")
+    for label, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {label}")
+
+
+if __name__ == "__main__":
+    main()
