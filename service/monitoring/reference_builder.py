@@ -56,7 +56,7 @@ async def from_window(
             if n < settings.drift_min_rows:
                 raise _too_few(n, f"the window of {model} from {window.start} to {window.end}", settings)
             rows, texts = settings.drift_reference_rows, settings.drift_text_sample
-            return read_window(session, window, rows, texts, TEXT_SEED, spread=True)
+            return read_window(session, window, rows, texts, rows, TEXT_SEED, spread=True)
 
     table = await asyncio.to_thread(read)
     source = {"from": window.start.isoformat(), "to": window.end.isoformat()}

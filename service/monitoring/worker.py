@@ -64,7 +64,10 @@ def _read(job: CheckJob) -> tuple[FeatureTable, Projection | None, FeatureTable]
                 raise CheckFailed(f"drift reference {job.reference_id} no longer exists")
             table = FeatureTable.from_bytes(reference.data)
             projection = Projection.from_json(reference.projection) if reference.projection else None
-            current = read_window(session, job.window, job.max_rows, job.config.text_sample, job.config.seed)
+            config = job.config
+            current = read_window(
+                session, job.window, job.max_rows, config.text_sample, config.embedding_sample, config.seed
+            )
     finally:
         db.dispose()
     return table, projection, current
