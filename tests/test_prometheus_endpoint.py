@@ -69,7 +69,12 @@ def free_port() -> int:
 
 
 def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "HELDOUT_DATA_DIR": str(data_dir), "HELDOUT_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "HELDOUT_DATA_DIR": str(data_dir),
+        "HELDOUT_LOG_LEVEL": "warning",
+        "HELDOUT_DEMO_MODEL": "false",  # no model: this test is about the HTTP metrics alone
+    }
     env.pop("HELDOUT_API_KEYS", None)
     env.pop("HELDOUT_DATABASE_URL", None)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -82,7 +87,7 @@ def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[st
     )
 
 
-def wait_ready(port: int, process: subprocess.Popen[str], seconds: float = 60) -> None:
+def wait_ready(port: int, process: subprocess.Popen[str], seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
