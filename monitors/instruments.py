@@ -126,4 +126,3 @@ scoring_submissions_total = Counter(
     "unchanged, over_budget); restored from the database at start.",
     ["test_set", "outcome"],
 )
-

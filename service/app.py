@@ -13,10 +13,11 @@ from service.db.session import Database
 from service.errors import install_error_handlers
 from service.inference.lifecycle import model_check, start_inference, stop_inference
 from service.jobs.telemetry import restore_metrics
+from service.jobs.lifecycle import start_evaluations, stop_evaluations
 from service.middleware import BodySizeLimit, HttpMetrics
 from service.monitoring.lifecycle import start_monitoring, stop_monitoring
 from service.readiness import Readiness, database_check
-from service.routes import drift, feedback, health, inference, metrics_api, test_sets
+from service.routes import drift, evaluations, feedback, health, inference, metrics_api, test_sets
 from service.settings import Settings
 
 # Routes whose bodies are streamed to disk, so they get HELDOUT_MAX_UPLOAD_BYTES instead.
@@ -33,8 +34,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate(db, settings.data_dir)
         await asyncio.to_thread(restore_metrics, db)
         await start_inference(app, settings, db)
+        await start_evaluations(app, settings, db)
         await start_monitoring(app, settings, db)
         yield
+        await stop_evaluations(app)
         await stop_monitoring(app)
         await stop_inference(app)
         db.dispose()
@@ -68,4 +71,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(test_sets.router)
     app.include_router(feedback.router)
     app.include_router(drift.router)
+    app.include_router(evaluations.router)
     return app

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Shard lease; a lease not renewed for this long is taken over by another worker."
     )
     evaluation_poll_s: float = Field(1.0, gt=0, description="How often an idle evaluation worker looks for shards.")
+    evaluation_max_attempts: int = Field(
+        3, ge=1, description="Failed runs of one shard before its evaluation fails (busy-model retries do not count)."
+    )
     evaluate_modules: str = Field(
         "", description="Comma-separated paths of local `evaluate` modules an evaluation may name in extra_metrics."
     )

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.db.migrate import migrate
+from service.db.models import HoldoutSet
+from service.db.session import Database
+from service.holdout.config import ConfigForm
+from service.holdout.records import Task
+from service.holdout.store import Upload, create_test_set
 from service.settings import Settings
 from tests.conftest import auth
 
@@ -65,3 +72,27 @@ def db_client(database_url: str, make_settings: Callable[..., Settings]) -> Iter
     app = create_app(make_settings(database_url=database_url, scoring_resamples=200))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
+
+
+def stored_set(db: Database, rows: list[dict[str, Any]], name: str = "set", task: str = "classification") -> HoldoutSet:
+    """A test set written straight through the storage layer, for tests below the HTTP API."""
+    upload = Upload(
+        name=name,
+        task=Task(task),
+        filename="set.jsonl",
+        stream=io.BytesIO(jsonl(rows)),
+        fmt=None,
+        config=ConfigForm(),
+        training=[],
+        created_by="test",
+    )
+    return create_test_set(db, upload, max_record_bytes=1024 * 1024)
+
+
+@pytest.fixture
+def database(database_url: str, tmp_path: Path) -> Iterator[Database]:
+    """A migrated database on the parametrised backend."""
+    db = Database(database_url)
+    migrate(db, tmp_path)
+    yield db
+    db.dispose()

@@ -10,17 +10,23 @@ scoring answers or errors, not in upload errors, not on /metrics, not in the log
 import json
 import logging
 import re
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from metrics.evaluate_modules import module_path
 from service.app import create_app
+from service.settings import Settings
 from tests.conftest import auth
 from tests.holdout_fixtures import jsonl, upload
+
+pytest_plugins = ["tests.inference_fixtures"]
 
 PREFIX = "zqxcanary"
 
@@ -77,8 +83,9 @@ def _get_paths(client: TestClient, ids: dict[str, list[int]]) -> Iterator[str]:
 
 def test_no_label_or_reference_leaves_the_service(
     database_url: str,
-    make_settings,
-    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+    make_settings: Callable[..., Settings],
+    classifier_dir: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     labels = [canary() for _ in range(3)]
@@ -90,10 +97,17 @@ def test_no_label_or_reference_leaves_the_service(
     generation = [{"id": k, "source": f"source {k}", "references": v} for k, v in references.items()]
     secrets = labels + [r for refs in references.values() for r in refs]
 
-    settings = make_settings(scoring_resamples=50, database_url=database_url)
+    settings = make_settings(
+        scoring_resamples=50,
+        database_url=database_url,
+        model_path=classifier_dir,
+        evaluation_shard_size=8,
+        evaluation_poll_s=0.05,
+        evaluate_modules=module_path("heldout_accuracy"),
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         crawl = Crawl(client)
-        ids: dict[str, list[int]] = {"test_set_id": []}
+        ids: dict[str, list[int]] = {"test_set_id": [], "evaluation_id": []}
         for name, rows, task, extra in [
             ("cls", classification, "classification", {"ladder": "true", "daily_budget": "3"}),
             ("multi", multilabel, "classification", {}),
@@ -156,6 +170,30 @@ def test_no_label_or_reference_leaves_the_service(
             crawl.call(
                 "POST", f"/v1/test-sets/{gen_id}/scores", headers=auth("evaluator"), json={"predictions": hypotheses}
             )
+
+        # Evaluation jobs of the served classifier: results, failures, comparisons.
+        for body in (
+            {"test_set": "cls", "extra_metrics": [module_path("heldout_accuracy")]},
+            {"test_set": "cls", "metrics": ["f1"]},
+            {"test_set": "multi"},
+            {"test_set": "gen"},
+        ):
+            response = crawl.call("POST", "/v1/evaluations", headers=auth("evaluator"), json=body)
+            if response.status_code == 202:
+                ids["evaluation_id"].append(response.json()["id"])
+        for evaluation_id in ids["evaluation_id"]:
+            deadline = time.monotonic() + 60
+            while crawl.call("GET", f"/v1/evaluations/{evaluation_id}", headers=auth("reader")).json()["status"] in (
+                "queued",
+                "running",
+            ):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert len(ids["evaluation_id"]) == 2  # the multilabel and generation sets do not fit the classifier
+        first, second = ids["evaluation_id"]
+        assert crawl.call("GET", f"/v1/evaluations/{first}", headers=auth("reader")).json()["status"] == "succeeded"
+        for pair in ({"baseline": first, "candidate": second}, {"baseline": first, "candidate": first}):
+            crawl.call("POST", "/v1/evaluations/compare", headers=auth("evaluator"), json=pair)
 
         for path in _get_paths(client, ids):
             for role in ("reader", "admin"):

@@ -21,6 +21,7 @@ from service.holdout import store, submissions
 from service.holdout.config import ConfigForm
 from service.holdout.records import Format, Task, UploadError
 from service.holdout.training import TrainingSource
+from service.schemas.jsonable import to_jsonable
 from service.schemas.problem import AUTH_ERRORS, BODY_ERRORS, problem_responses
 from service.schemas.test_sets import (
     FILE_FIELDS,
@@ -205,8 +206,8 @@ async def score(
     return {
         "test_set": {"id": row.id, "name": row.name, "version": row.version, "sha256": row.sha256},
         "mode": outcome.mode,
-        "metrics": outcome.metrics,
-        "intervals": outcome.intervals,
+        "metrics": to_jsonable(outcome.metrics),
+        "intervals": to_jsonable(outcome.intervals),
         "budget_remaining": outcome.budget_remaining,
     }
 

@@ -1,0 +1,142 @@
+"""The evaluation use cases behind the routes: create a job, describe it, compare two finished jobs."""
+
+from typing import Any
+
+from service.db.models import Evaluation, HoldoutSet
+from service.db.session import Database
+from service.errors import ProblemError
+from service.holdout.config import METRICS
+from service.holdout.paired import compare
+from service.holdout.records import Task
+from service.holdout.scoring import normalize
+from service.holdout.store import get_test_set, latest_by_name
+from service.holdout.submissions import set_targets
+from service.jobs import results, store
+from service.jobs.runner import DEFAULT_MAX_NEW_TOKENS
+from service.settings import Settings
+
+
+def _unprocessable(field: str, message: str) -> ProblemError:
+    return ProblemError(422, f"{field}: {message}", errors=[{"field": field, "message": message}])
+
+
+def resolve_test_set(db: Database, ref: int | str) -> HoldoutSet:
+    with db.session() as session:
+        return get_test_set(session, ref) if isinstance(ref, int) else latest_by_name(session, ref)
+
+
+def create(
+    db: Database,
+    settings: Settings,
+    model: store.ModelIdentity | None,
+    *,
+    test_set: int | str,
+    metrics: list[str] | None,
+    extra_metrics: list[str],
+    max_new_tokens: int | None,
+    created_by: str,
+) -> Evaluation:
+    if model is None:
+        raise ProblemError(409, "no model is served by this replica; start heldout with --model to run evaluations")
+    row = resolve_test_set(db, test_set)
+    kind = store.set_kind(row)
+    if kind != model.kind:
+        raise ProblemError(
+            409, f"test set {row.name} v{row.version} is a {kind} set but model {model.name} is a {model.kind} model"
+        )
+    known = METRICS[Task(row.task)]
+    unknown = [m for m in metrics or [] if m not in known]
+    if unknown:
+        raise _unprocessable("metrics", f"unknown {', '.join(unknown)}; use {', '.join(known)}")
+    results.check_extra(extra_metrics, results.allow_list(settings.evaluate_modules))
+    options: dict[str, Any] = {}
+    if kind == "generation":
+        tokens = max_new_tokens or min(DEFAULT_MAX_NEW_TOKENS, settings.max_new_tokens)
+        if tokens > settings.max_new_tokens:
+            raise _unprocessable("max_new_tokens", f"exceeds HELDOUT_MAX_NEW_TOKENS ({settings.max_new_tokens})")
+        options["max_new_tokens"] = tokens
+    elif max_new_tokens is not None:
+        raise _unprocessable("max_new_tokens", "applies to generation models only")
+    return store.create(
+        db,
+        row,
+        model,
+        metrics=list(dict.fromkeys(metrics or known)),
+        extra_metrics=list(dict.fromkeys(extra_metrics)),
+        options=options,
+        shard_size=settings.evaluation_shard_size,
+        created_by=created_by,
+    )
+
+
+def info(job: Evaluation) -> dict[str, Any]:
+    result = job.result or {}
+    return {
+        "id": job.id,
+        "status": job.status,
+        "progress": {"done": job.done, "total": job.total},
+        "model": job.model,
+        "model_version": job.model_version,
+        "test_set": {
+            "id": job.test_set_id,
+            "name": job.test_set_name,
+            "version": job.test_set_version,
+            "sha256": job.test_set_sha256,
+        },
+        "test_set_sha256": job.test_set_sha256,
+        "metrics": result.get("metrics", {}),
+        "intervals": result.get("intervals", {}),
+        "error": job.error,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def compare_jobs(
+    db: Database,
+    settings: Settings,
+    baseline_id: int,
+    candidate_id: int,
+    *,
+    test: str,
+    n_resamples: int,
+    seed: int | None,
+) -> dict[str, Any]:
+    """Paired test per built-in metric, both jobs' predictions on the same test-set version."""
+    baseline, candidate = store.get(db, baseline_id), store.get(db, candidate_id)
+    for field, job in (("baseline", baseline), ("candidate", candidate)):
+        if job.status != "succeeded":
+            raise ProblemError(409, f"{field}: evaluation {job.id} is {job.status}, not succeeded")
+    if (baseline.test_set_id, baseline.test_set_sha256) != (candidate.test_set_id, candidate.test_set_sha256):
+        raise _unprocessable(
+            "candidate",
+            f"evaluations ran on different test sets: {baseline.test_set_name} v{baseline.test_set_version} and "
+            f"{candidate.test_set_name} v{candidate.test_set_version}; a paired test needs the same examples",
+        )
+    if n_resamples > settings.max_resamples:
+        raise _unprocessable("n_resamples", f"exceeds HELDOUT_MAX_RESAMPLES ({settings.max_resamples})")
+    metrics = [m for m in baseline.metrics if m in candidate.metrics]
+    if not metrics:
+        raise _unprocessable("candidate", "the two evaluations share no metric")
+    with db.session() as session:
+        row = get_test_set(session, baseline.test_set_id)
+    target = set_targets(db, row)
+    base = normalize(store.predictions(db, baseline.id), target)
+    cand = normalize(store.predictions(db, candidate.id), target)
+    paired = compare(
+        target,
+        base,
+        cand,
+        metrics=metrics,
+        test=test,
+        n_resamples=n_resamples,
+        seed=seed,
+        workers=settings.metric_workers,
+    )
+    return {
+        "baseline": baseline.id,
+        "candidate": candidate.id,
+        "test_set": info(baseline)["test_set"],
+        "results": paired,
+    }

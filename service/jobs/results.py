@@ -1,0 +1,94 @@
+"""Reducing a finished job: its predictions against the hidden targets → metrics, intervals, extra metrics.
+
+Extra metrics are local ``evaluate`` modules named by path, from the admin's allow-list
+(HELDOUT_EVALUATE_MODULES); only their numeric results are kept, so a module cannot echo references.
+"""
+
+import logging
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+from metrics.errors import MetricInputError
+from service.db.models import Evaluation, HoldoutSet
+from service.db.session import Database
+from service.errors import ProblemError
+from service.holdout.scoring import normalize, report
+from service.holdout.submissions import set_targets
+from service.jobs import store
+
+log = logging.getLogger("heldout.evaluations")
+_modules: dict[str, Any] = {}
+_modules_lock = threading.Lock()
+
+
+def allow_list(spec: str) -> list[str]:
+    return [item.strip() for item in spec.split(",") if item.strip()]
+
+
+def check_extra(requested: list[str], allowed: list[str]) -> None:
+    unknown = [name for name in requested if name not in allowed]
+    if unknown:
+        message = f"not in HELDOUT_EVALUATE_MODULES: {', '.join(unknown)}"
+        raise ProblemError(422, f"extra_metrics: {message}", errors=[{"field": "extra_metrics", "message": message}])
+
+
+def module_name(path: str) -> str:
+    p = Path(path)
+    return p.stem if p.suffix == ".py" else p.name
+
+
+def _load(path: str) -> Any:
+    with _modules_lock:
+        if path not in _modules:
+            import evaluate
+
+            _modules[path] = evaluate.load(path)
+        return _modules[path]
+
+
+def extra_scores(paths: list[str], predictions: list[Any], references: list[Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for path in paths:
+        result = _load(path).compute(predictions=predictions, references=references) or {}
+        for key, value in result.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                out[f"{module_name(path)}.{key}"] = float(value)
+    return out
+
+
+def compute(
+    db: Database, job: Evaluation, test_set: HoldoutSet, n_resamples: int, workers: int | None
+) -> dict[str, Any]:
+    """The job's result; raises ProblemError or MetricInputError with a message safe to store and show."""
+    target = set_targets(db, test_set)
+    raw = store.predictions(db, job.id)
+    if len(raw) != len(target.ids):
+        raise ProblemError(409, f"{len(raw)} predictions for {len(target.ids)} records")
+    predicted = normalize(raw, target)
+    scored = report(predicted, target, metrics=job.metrics, n_resamples=n_resamples, workers=workers)
+    metrics: dict[str, float] = dict(scored.metrics)
+    metrics.update(extra_scores(job.extra_metrics, predicted, target.targets))
+    return {
+        "metrics": metrics,
+        "intervals": {n: {"low": i.low, "high": i.high, "level": i.level} for n, i in scored.intervals.items()},
+    }
+
+
+def reduce(
+    db: Database, job: Evaluation, test_set: HoldoutSet | None, n_resamples: int, workers: int | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(result, None) or (None, error message)."""
+    if test_set is None or test_set.deleted_at is not None:
+        return None, "the test set was deleted"
+    try:
+        return compute(db, job, test_set, n_resamples, workers), None
+    except ProblemError as exc:
+        return None, exc.detail
+    except MetricInputError as exc:
+        return None, f"scoring failed on {exc.field or 'the predictions'}"
+    except Exception as exc:
+        # Only the type: an extra metric module's message could quote a reference.
+        log.error("evaluation %s: reduction failed with %s", job.id, type(exc).__name__)
+        return None, f"scoring failed ({type(exc).__name__})"

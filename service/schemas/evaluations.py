@@ -1,0 +1,73 @@
+"""Contracts of the evaluation-job endpoints: create, read, list, compare."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from service.schemas.metrics import PairedResult, PairedTestName
+from service.schemas.test_sets import ReleasedInterval, TestSetRef, UtcDatetime
+
+Status = Literal["queued", "running", "succeeded", "failed"]
+
+
+class EvaluationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    test_set: StrictInt | StrictStr = Field(description="A test set id, or a name for its latest version.")
+    metrics: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Default: all of the task's (accuracy, precision, recall, f1 / bleu, chrf, ter).",
+    )
+    extra_metrics: list[str] = Field(
+        default_factory=list, description="Paths of local evaluate modules, from HELDOUT_EVALUATE_MODULES."
+    )
+    max_new_tokens: int | None = Field(None, ge=1, description="Generation models: tokens to generate per input.")
+
+
+class EvaluationCreated(BaseModel):
+    id: int
+    status: Status
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+
+
+class EvaluationInfo(BaseModel):
+    id: int
+    status: Status
+    progress: Progress
+    model: str
+    model_version: str
+    test_set: TestSetRef
+    test_set_sha256: str
+    metrics: dict[str, float | None]
+    intervals: dict[str, ReleasedInterval]
+    error: str | None = None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+
+
+class EvaluationList(BaseModel):
+    items: list[EvaluationInfo]
+    total: int
+
+
+class CompareRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    baseline: int = Field(ge=1, le=2**31 - 1)
+    candidate: int = Field(ge=1, le=2**31 - 1)
+    test: PairedTestName = "paired_bootstrap"
+    n_resamples: int = Field(1000, ge=1)
+    seed: int | None = Field(0, ge=0)
+
+
+class EvaluationCompare(BaseModel):
+    baseline: int
+    candidate: int
+    test_set: TestSetRef
+    results: dict[str, PairedResult]
