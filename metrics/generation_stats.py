@@ -1,15 +1,15 @@
 """Per-segment sufficient statistics for BLEU, chrF and TER, extracted in parallel in bounded chunks.
 
 sacrebleu scores a corpus from per-segment statistics, but extracts them in one process and builds
-every reference's n-grams up front (chrF: gigabytes for 100k segments). Here each example's
-references are processed, used and dropped one at a time, inside chunks of a few thousand segments
-that run on a persistent process pool and come back as small numpy arrays. Scores are computed from
+every reference's n-grams up front (chrF: gigabytes for 100k segments). Here statistics are extracted
+in chunks of a few thousand segments that run on a persistent process pool and come back as small
+numpy arrays; chrF and TER process each example's references, use and drop them one at a time. Scores are computed from
 these statistics elsewhere (``metrics.generation``), as sacrebleu separates extraction from scoring.
 
 chrF and TER statistics come from sacrebleu's own ``_extract_reference_info`` and
-``_compute_segment_statistics``. BLEU keeps sacrebleu's tokenizers and closest-length rule but counts
-n-grams with C-level ``Counter(zip(...))`` (its pure-Python n-gram loop is half of BLEU's time), and
-13a/zh skip the regex replacement template whose per-match Python expansion dominates tokenization.
+``_compute_segment_statistics``. BLEU keeps sacrebleu's tokenizers and closest-length rule, but 13a
+tokenizes a whole chunk in one pass of its rules and n-grams are counted for the whole chunk with
+numpy group-bys: sacrebleu's per-segment regex templates and n-gram Counters are most of BLEU's time.
 The tests check every statistic against sacrebleu's own methods.
 """
 
@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import threading
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from itertools import chain, compress
 from re import Match
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF, TER
@@ -159,29 +161,56 @@ def num_refs(references: References) -> int:
 
 
 class _RegexpNoTemplate:
-    """sacrebleu's 13a/zh post-tokenizer (``TokenizerRegexp``) with its regexes, minus template expansion.
+    """sacrebleu's 13a/zh post-tokenizer (``TokenizerRegexp``) with its rules, minus per-match templates.
 
-    Its first rule pads each character of one ASCII class with spaces, which is exactly
-    ``str.translate``; the others keep their regexes with equivalent callables and are skipped when
-    the characters they need are absent.
+    Its first rule pads each character of one ASCII class with spaces: one ``str.replace`` per
+    character, the space first so that the spaces added for the others are not padded again. Its
+    second rule, which Python's regex engine tries at every position, becomes a scan for runs of
+    periods and commas (``_period_after_run``); the others keep their regexes with equivalent
+    callables. Rules are skipped when the characters they need are absent.
     """
 
     def __init__(self) -> None:
         rules = TokenizerRegexp()._re
         single_chars = rules[0][0]
-        self._pad = str.maketrans(
-            {chr(c): f" {chr(c)} " for c in range(128) if single_chars.fullmatch(chr(c))}
-        )
-        (self._period_after, _), (self._period_before, _), (self._dash, _) = rules[1:]
+        self._padded = sorted((chr(c) for c in range(128) if single_chars.fullmatch(chr(c))), key=" ".__ne__)
+        (_, _), (self._period_before, _), (self._dash, _) = rules[1:]
+
+    def spaced(self, text: str) -> str:
+        """The rules' output before whitespace is normalised."""
+        for char in self._padded:
+            if char in text:
+                text = text.replace(char, f" {char} ")
+        if "." in text or "," in text:
+            text = _PERIOD_RUN.sub(_period_after_run, text)
+            text = self._period_before.sub(_space_before_and_between, text)
+        if "-" in text:
+            text = self._dash.sub(_space_between_and_after, text)
+        return text
 
     def __call__(self, line: str) -> str:
-        line = line.translate(self._pad)
-        if "." in line or "," in line:
-            line = self._period_after.sub(_space_between_and_after, line)
-            line = self._period_before.sub(_space_before_and_between, line)
-        if "-" in line:
-            line = self._dash.sub(_space_between_and_after, line)
-        return " ".join(line.split())
+        return " ".join(self.spaced(line).split())
+
+
+_PERIOD_RUN = re.compile(r"[.,]+")
+
+
+def _period_after_run(match: Match[str]) -> str:
+    """``re.sub(r"([^0-9])([\\.,])", r"\\1 \\2 ")`` on one maximal run of periods and commas.
+
+    That rule's matches pair a non-digit with the period or comma after it, left to right without
+    overlap; within a run every character is a non-digit, so the run splits into such pairs, the
+    first paired with the character before the run when that is a non-digit. Pairs never reach
+    outside their run.
+    """
+    run, start = match[0], match.start()
+    pairs_with_previous = start > 0 and match.string[start - 1] not in "0123456789"
+    if len(run) == 1:  # the common case, e.g. a sentence-final period
+        return f" {run} " if pairs_with_previous else run
+    out = f" {run[0]} " if pairs_with_previous else ""
+    rest = run[1:] if pairs_with_previous else run
+    out += "".join(f"{rest[i]} {rest[i + 1]} " for i in range(0, len(rest) - 1, 2))
+    return out + rest[-1] if len(rest) % 2 else out
 
 
 def _space_between_and_after(match: Match[str]) -> str:
@@ -192,10 +221,12 @@ def _space_before_and_between(match: Match[str]) -> str:
     return f" {match[1]} {match[2]}"
 
 
-class _Extractor(Protocol):
-    def reference_info(self, refs: list[str]) -> Any: ...
-
-    def segment(self, hypothesis: str, info: Any) -> list[Any]: ...
+def _clean_13a(line: str) -> str:
+    """``Tokenizer13a``'s language-independent part, which runs before its padded regexes."""
+    line = line.replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
+    if "&" in line:
+        line = line.replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    return line
 
 
 class _SacrebleuExtractor:
@@ -212,51 +243,117 @@ class _SacrebleuExtractor:
         return self._metric._compute_segment_statistics(self._metric._preprocess_segment(hypothesis), info)
 
 
-def _ngrams(tokens: list[str], n: int) -> list[Any]:
-    """Order-n n-grams built in C; unigrams stay strings, which is consistent on both sides."""
-    return tokens if n == 1 else list(zip(*(tokens[i:] for i in range(n)), strict=False))
+class _BleuTokenizer:
+    """sacrebleu's BLEU preprocessing (lowercase, rstrip, tokenizer) for many segments at once.
 
-
-def _clipped_matches(hyp_ngrams: list[Any], ref_counts: Counter[Any]) -> int:
-    """sum(min(hyp count, ref count)); with no repeated hypothesis n-gram that is a set intersection."""
-    unique = set(hyp_ngrams)
-    if len(unique) == len(hyp_ngrams):
-        return len(unique & ref_counts.keys())
-    return sum((Counter(hyp_ngrams) & ref_counts).values())
-
-
-class _BleuExtractor:
-    """BLEU's ``[hyp_len, ref_len, correct_1..N, total_1..N]`` exactly as sacrebleu computes them."""
+    13a pads every cleaned segment with spaces (``f" {line} "``), so its rules run once over all
+    segments joined by a separator character that is absent from them and that no rule touches (a
+    non-whitespace control character): no rule matches a padding space next to it (rule 1 pads only
+    printable ASCII, rules 2-3 need "." or "," beside the space, rule 4 needs a digit and "-"), so no
+    match crosses a boundary and every segment's matches are those it has alone. zh does not pad, so a
+    rule could match across a boundary there; zh and the other tokenizers run per segment.
+    """
 
     def __init__(self, spec: BleuSpec) -> None:
         self._metric = spec.build()
         tokenizer = self._metric.tokenizer
         if isinstance(getattr(tokenizer, "_post_tokenizer", None), TokenizerRegexp):
             tokenizer._post_tokenizer = _RegexpNoTemplate()
-        self._orders = range(1, spec.max_ngram_order + 1)
+        self._bulk_13a = _RegexpNoTemplate() if spec.tokenize == "13a" else None
+        self._lowercase = spec.lowercase
 
-    def reference_info(self, refs: list[str]) -> tuple[list[Counter[Any]], list[int]]:
-        tokenized = [self._metric._preprocess_segment(ref).split() for ref in refs]
-        merged = [Counter(_ngrams(tokenized[0], n)) for n in self._orders]
-        for tokens in tokenized[1:]:
-            for best, n in zip(merged, self._orders, strict=True):
-                best |= Counter(_ngrams(tokens, n))  # sacrebleu keeps each n-gram's maximum over references
-        return merged, [len(tokens) for tokens in tokenized]
+    def __call__(self, lines: list[str]) -> tuple[list[str], np.ndarray]:
+        """All segments' tokens, concatenated, and each segment's token count."""
+        if self._bulk_13a is not None and lines:
+            if self._lowercase:
+                lines = [line.lower() for line in lines]
+            lines = [line.rstrip() for line in lines]
+            text = "".join(lines)
+            if "<skipped>" in text or "\n" in text or "&" in text:
+                lines = [_clean_13a(line) for line in lines]
+                text = "".join(lines)
+            separator = next((char for char in _SEPARATORS if char not in text), None)
+            if separator is not None:
+                joined = f" {separator} ".join(lines)
+                tokens = self._bulk_13a.spaced(f" {joined} ").split()
+                bounds = np.flatnonzero(np.fromiter(map(separator.__eq__, tokens), dtype=bool, count=len(tokens)))
+                lengths = np.diff(bounds, prepend=-1, append=len(tokens)) - 1
+                return list(compress(tokens, map(separator.__ne__, tokens))), lengths
+        tokenized = [self._metric._preprocess_segment(line).split() for line in lines]
+        lengths = np.fromiter(map(len, tokenized), dtype=np.int64, count=len(tokenized))
+        return list(chain.from_iterable(tokenized)), lengths
 
-    def segment(self, hypothesis: str, info: tuple[list[Counter[Any]], list[int]]) -> list[int]:
-        ref_counts, ref_lens = info
-        tokens = self._metric._preprocess_segment(hypothesis).split()
-        hyp_len = len(tokens)
-        correct = [_clipped_matches(_ngrams(tokens, n), ref_counts[n - 1]) for n in self._orders]
-        total = [max(0, hyp_len - n + 1) for n in self._orders]
-        return [hyp_len, self._metric._get_closest_ref_len(hyp_len, ref_lens), *correct, *total]
+
+# Control characters that are neither whitespace to ``str.split`` nor touched by any 13a rule.
+_SEPARATORS = [chr(c) for c in (*range(0x00, 0x09), *range(0x0E, 0x1C))]
 
 
-def _extractor(spec: MetricSpec) -> _Extractor:
-    """Built per chunk (cheap), so tokenizer caches never carry results from one call into the next."""
-    if isinstance(spec, BleuSpec):
-        return _BleuExtractor(spec)
-    return _SacrebleuExtractor(spec.build())
+def _group_max(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct keys and the largest value of each."""
+    order = np.lexsort((values, keys))
+    keys, values = keys[order], values[order]
+    last = np.ones(keys.size, dtype=bool)
+    last[:-1] = keys[1:] != keys[:-1]
+    return keys[last], values[last]
+
+
+def _bleu_statistics(
+    spec: BleuSpec, systems: tuple[Sequence[str], ...], references: References
+) -> np.ndarray:
+    """(n_systems, n_segments, width) BLEU statistics, as sacrebleu's per-segment Counters give them.
+
+    Tokens become integer ids and order-n n-grams ids of (order n-1 id, next token id) pairs, so
+    hypothesis counts, each reference's counts, their maximum per segment and the clipped matches
+    are sort-based group-bys in numpy rather than a Counter per segment and order.
+    """
+    n_seg, n_sys = len(references), len(systems)
+    ref_counts = np.fromiter((len(refs) for refs in references), dtype=np.int64, count=n_seg)
+    lines = [hyp for hyps in systems for hyp in hyps]
+    lines += [ref for refs in references for ref in refs]
+    flat, lengths = _BleuTokenizer(spec)(lines)
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(flat))}
+    ids = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
+    n_hyp_docs = n_sys * n_seg
+    doc = np.repeat(np.arange(lengths.size), lengths)
+    remaining = np.repeat(np.cumsum(lengths), lengths) - np.arange(ids.size)  # tokens left in the doc
+    ref_seg = np.repeat(np.arange(n_seg), ref_counts)
+
+    hyp_len = lengths[:n_hyp_docs].reshape(n_sys, n_seg)
+    ref_len = lengths[n_hyp_docs:]
+    # sacrebleu's closest reference length: the smallest distance, ties to the shorter reference.
+    scale = int(ref_len.max(initial=0)) + 1
+    closest = np.empty((n_sys, n_seg), dtype=np.int64)
+    for k in range(n_sys):
+        _, best = _group_max(ref_seg, -(np.abs(hyp_len[k][ref_seg] - ref_len) * scale + ref_len))
+        closest[k] = -best % scale
+
+    orders = range(1, spec.max_ngram_order + 1)
+    correct = np.zeros((len(orders), n_hyp_docs), dtype=np.int64)
+    grams = ids
+    for n in orders:
+        at = np.flatnonzero(remaining >= n)
+        if n > 1:
+            _, grams_at = np.unique(grams[at] * (len(vocab) + 1) + ids[at + n - 1], return_inverse=True)
+            grams = np.full(ids.size, -1, dtype=np.int64)
+            grams[at] = grams_at
+        width = int(grams.max(initial=0)) + 1
+        per_doc, count = np.unique(doc[at] * width + grams[at], return_counts=True)
+        docs, gram = np.divmod(per_doc, width)
+        is_ref = docs >= n_hyp_docs
+        ref_keys, ref_max = _group_max(ref_seg[docs[is_ref] - n_hyp_docs] * width + gram[is_ref], count[is_ref])
+        hyp_docs, hyp_keys = docs[~is_ref], (docs[~is_ref] % n_seg) * width + gram[~is_ref]
+        slot = np.searchsorted(ref_keys, hyp_keys)
+        found = np.flatnonzero(slot < ref_keys.size)
+        found = found[ref_keys[slot[found]] == hyp_keys[found]]
+        in_ref = np.zeros(hyp_keys.size, dtype=np.int64)
+        in_ref[found] = ref_max[slot[found]]
+        correct[n - 1] = np.bincount(hyp_docs, weights=np.minimum(count[~is_ref], in_ref), minlength=n_hyp_docs)
+
+    total = np.maximum(0, hyp_len[None] - np.arange(len(orders))[:, None, None])
+    stats = np.concatenate(
+        [hyp_len[None], closest[None], correct.reshape(len(orders), n_sys, n_seg), total]
+    )
+    return stats.transpose(1, 2, 0).astype(spec.dtype)
 
 
 def chunk_statistics(
@@ -265,7 +362,10 @@ def chunk_statistics(
     """One (n_systems, n_segments, width) array per spec; each reference is processed once for all systems."""
     out = []
     for spec in specs:
-        extractor = _extractor(spec)
+        if isinstance(spec, BleuSpec):
+            out.append(_bleu_statistics(spec, systems, references))
+            continue
+        extractor = _SacrebleuExtractor(spec.build())
         rows = []
         for i, refs in enumerate(references):
             info = extractor.reference_info(refs)
