@@ -11,6 +11,7 @@ from service.auth import KeyStore, parse_env_keys
 from service.db.migrate import migrate
 from service.db.session import Database
 from service.errors import install_error_handlers
+from service.holdout.demo import register_demo_test_set
 from service.inference.lifecycle import model_check, start_inference, stop_inference
 from service.jobs.telemetry import restore_metrics
 from service.jobs.lifecycle import start_evaluations, stop_evaluations
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate(db, settings.data_dir)
         await asyncio.to_thread(restore_metrics, db)
         await start_inference(app, settings, db)
+        await asyncio.to_thread(register_demo_test_set, db, settings)
         await start_evaluations(app, settings, db)
         await start_monitoring(app, settings, db)
         yield

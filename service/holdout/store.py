@@ -64,8 +64,27 @@ def _row(test_set_id: int, position: int, record: Record) -> dict[str, Any]:
     }
 
 
+class _NameTaken(Exception):
+    pass
+
+
 def create_test_set(db: Database, upload: Upload, max_record_bytes: int) -> HoldoutSet:
     """Validate, audit and store an upload in one transaction; raises UploadError naming lines."""
+    return _create(db, upload, max_record_bytes, if_absent=False)
+
+
+def create_if_absent(db: Database, upload: Upload, max_record_bytes: int) -> HoldoutSet | None:
+    """As create_test_set, but store nothing (and return None) when a set of that name exists.
+
+    Decided under the same per-name lock as versions, so replicas starting together register it once.
+    """
+    try:
+        return _create(db, upload, max_record_bytes, if_absent=True)
+    except _NameTaken:
+        return None
+
+
+def _create(db: Database, upload: Upload, max_record_bytes: int, if_absent: bool) -> HoldoutSet:
     check_form(upload.task, upload.config)
     head = upload.stream.read(4096)
     upload.stream.seek(0)
@@ -115,7 +134,7 @@ def create_test_set(db: Database, upload: Upload, max_record_bytes: int) -> Hold
         row.labels = labels
         row.multilabel = bool(reader.multilabel)
         row.settings = config.to_json()
-        _assign_version(session, row)
+        _assign_version(session, row, if_absent)
     return row
 
 
@@ -194,10 +213,13 @@ def _contamination(
     return Contamination(int(training_inputs), int(contaminated), list(example_ids))
 
 
-def _assign_version(session: Session, row: HoldoutSet) -> None:
+def _assign_version(session: Session, row: HoldoutSet, if_absent: bool) -> None:
     if session.get_bind().dialect.name == "postgresql":
         key = zlib.crc32(row.name.encode("utf-8")) - 2**31
         session.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": PG_UPLOAD_LOCK, "b": key})
+    live = (HoldoutSet.name == row.name) & HoldoutSet.deleted_at.is_(None) & HoldoutSet.version.is_not(None)
+    if if_absent and session.scalar(select(func.count()).where(live)):
+        raise _NameTaken(row.name)
     latest = session.scalar(select(func.max(HoldoutSet.version)).where(HoldoutSet.name == row.name))
     row.version = (latest or 0) + 1
     session.flush()

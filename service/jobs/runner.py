@@ -72,6 +72,12 @@ class EngineRunner:
             raise
 
     async def run(self, texts: Sequence[str], options: dict[str, Any]) -> list[Any]:
-        chunks = [list(texts[i : i + self._max_inputs]) for i in range(0, len(texts), self._max_inputs)]
+        """Outputs in input order. Texts go in sorted by length, so the batcher's batches pad little."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        ordered = [texts[i] for i in order]
+        chunks = [ordered[i : i + self._max_inputs] for i in range(0, len(ordered), self._max_inputs)]
         results = await asyncio.gather(*(self._one(chunk, options) for chunk in chunks))
-        return [item for chunk in results for item in chunk]
+        outputs: list[Any] = [None] * len(texts)
+        for i, output in zip(order, (item for chunk in results for item in chunk), strict=True):
+            outputs[i] = output
+        return outputs
