@@ -4,6 +4,7 @@ and answered with data by a real Prometheus scraping a real `heldout serve` afte
 import json
 import math
 import os
+import random
 import re
 import socket
 import subprocess
@@ -53,6 +54,10 @@ REQUIRED_SERIES = {
 }
 VARIABLE_FILTERS = {"model": 'model=~"$model"', "test_set": 'test_set=~"$test_set"'}
 EVALUATOR_KEY = "dashboard-test-evaluator-key"
+ADMIN_KEY = "dashboard-test-admin-key"
+LABELS = ["negative", "neutral", "positive"]
+WORDS = ["good", "bad", "film", "plot", "cast", "dull", "great", "slow", "story", "acting", "fine", "weak"]
+JOB_S = 180
 STARTUP_S = 120
 TRAFFIC_WAVES = 5
 
@@ -154,13 +159,14 @@ def start_heldout(tmp: Path, port: int) -> subprocess.Popen[str]:
     """`heldout serve` as the image runs it, with a tiny real classifier mounted as the model."""
     from tests.tiny_models import build_classifier
 
-    model = build_classifier(tmp / "tiny-sentiment", ["negative", "neutral", "positive"])
+    model = build_classifier(tmp / "tiny-sentiment", LABELS)
     env = {
         **os.environ,
         "HELDOUT_DATA_DIR": str(tmp / "data"),
         "HELDOUT_MODEL_PATH": str(model),
         "HELDOUT_DEMO_MODEL": "false",
-        "HELDOUT_API_KEYS": f"evaluator:{EVALUATOR_KEY}",
+        "HELDOUT_API_KEYS": f"evaluator:{EVALUATOR_KEY},admin:{ADMIN_KEY}",
+        "HELDOUT_DRIFT_MIN_ROWS": "20",
         "HELDOUT_METRIC_WORKERS": "1",
         "HELDOUT_TORCH_THREADS": "1",
         "HELDOUT_LOG_LEVEL": "warning",
@@ -191,11 +197,58 @@ def start_prometheus(tmp: Path, port: int, target: str) -> subprocess.Popen[str]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def sentences(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))) for _ in range(n)]
+
+
+def wait_done(client: httpx.Client, path: str) -> dict[str, Any]:
+    deadline = time.monotonic() + JOB_S
+    while True:
+        body: dict[str, Any] = client.get(path).json()
+        if body["status"] in ("succeeded", "failed"):
+            assert body["status"] == "succeeded", body
+            return body
+        assert time.monotonic() < deadline, f"{path} still {body['status']} after {JOB_S}s"
+        time.sleep(0.5)
+
+
+def exercise_monitoring(client: httpx.Client) -> None:
+    """What produces the evaluation, scoring, online and drift series: a blind test set, an evaluation
+    of the served model on it, a scored submission, feedback on live predictions, and a drift check."""
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    records = [{"id": f"r{i}", "text": text, "label": LABELS[i % 3]} for i, text in enumerate(sentences(40, 1))]
+    content = "\n".join(json.dumps(r) for r in records).encode()
+    upload = client.post(
+        "/v1/test-sets",
+        headers=admin,
+        data={"name": "dashboard-set", "task": "classification"},
+        files={"file": ("set.jsonl", content, "application/x-ndjson")},
+    )
+    assert upload.status_code == 201, upload.text
+    test_set = upload.json()["id"]
+    evaluation = client.post("/v1/evaluations", json={"test_set": test_set})
+    assert evaluation.status_code == 202, evaluation.text
+    wait_done(client, f"/v1/evaluations/{evaluation.json()['id']}")
+    guesses = {r["id"]: LABELS[0] for r in records}
+    assert client.post(f"/v1/test-sets/{test_set}/scores", json={"predictions": guesses}).status_code == 200
+
+    assert client.post("/v1/drift/reference", json={"test_set": test_set}).status_code == 201
+    predicted = client.post("/v1/predict", json={"inputs": sentences(40, 2)})
+    assert predicted.status_code == 200, predicted.text
+    items = [{"prediction_id": p["id"], "label": LABELS[i % 3]} for i, p in enumerate(predicted.json()["predictions"])]
+    assert client.post("/v1/feedback", json={"items": items}).status_code == 200
+    check = client.post("/v1/drift/checks", json={})
+    assert check.status_code == 202, check.text
+    wait_done(client, f"/v1/drift/checks/{check.json()['id']}")
+
+
 def send_traffic(base: str) -> None:
-    """Waves more than a scrape apart, so every counter and histogram has a rate: successes, 4xx, inference."""
+    """Waves more than a scrape apart, so every counter and histogram has a rate: successes, 4xx, inference;
+    then the monitoring paths once."""
     auth = {"Authorization": f"Bearer {EVALUATOR_KEY}"}
     texts = ["the film is a delight from start to finish", "a dull and lifeless script sinks the cast"]
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, timeout=60) as client:
         for _ in range(TRAFFIC_WAVES):
             client.get("/healthz")
             client.post("/v1/predict", headers=auth, json={"inputs": texts})
@@ -204,6 +257,8 @@ def send_traffic(base: str) -> None:
             client.get("/v1/models")
             client.get("/no-such-route")
             time.sleep(1.2)
+    with httpx.Client(base_url=base, timeout=60, headers=auth) as client:
+        exercise_monitoring(client)
 
 
 def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
