@@ -27,7 +27,7 @@ class Settings(BaseSettings):
         None, max_length=200, description="Name the model is served under; default is its directory's name."
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weights dtype; auto is bfloat16 on GPUs that support it, float16 on others, float32 on CPU."
+        "auto", description="Weights dtype; auto is bfloat16 on GPUs that support it, float16 on others, else float32."
     )
     demo_model: bool = Field(
         True, description="With no model path, `heldout serve` builds (once) and serves the embedded demo model."
@@ -42,7 +42,9 @@ class Settings(BaseSettings):
         le=10_000,
         description="Longest an example waits for others while the model is idle; batches fill while it is busy.",
     )
-    max_queue: int = Field(1024, ge=1, description="Most examples waiting for the model; past it, 429 with Retry-After.")
+    max_queue: int = Field(
+        1024, ge=1, description="Most examples waiting for the model; past it, 429 with Retry-After."
+    )
     request_timeout_s: float = Field(
         30.0, gt=0, description="Inference deadline: 503 if still queued when it passes, 504 if still running."
     )

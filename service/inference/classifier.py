@@ -43,8 +43,10 @@ class Classifier:
     def _keep_hidden(self, _module: Any, _inputs: Any, output: Any) -> None:
         self._hidden = output[0]
 
-    def _forward(self, texts: Sequence[str]) -> tuple[torch.Tensor, list[Encoded], list[list[float]] | None]:
-        encoded = self._encoder.encode(texts, self._loaded.max_length)
+    def encode(self, texts: Sequence[str]) -> list[Encoded]:
+        return self._encoder.encode(texts, self._loaded.max_length)
+
+    def _forward(self, encoded: Sequence[Encoded]) -> tuple[torch.Tensor, list[list[float]] | None]:
         input_ids, attention_mask = self._encoder.pad([e.ids for e in encoded])
         device = self._loaded.device
         with torch.inference_mode():
@@ -58,14 +60,11 @@ class Classifier:
                 sketches = self._sketch(pooled.cpu().numpy())
             self._hidden = None
         probs = torch.sigmoid(logits) if self._loaded.task is Task.multi_label else torch.softmax(logits, dim=-1)
-        return probs.cpu(), encoded, sketches
+        return probs.cpu(), sketches
 
-    def probabilities(self, texts: Sequence[str]) -> tuple[torch.Tensor, list[bool], list[int]]:
-        probs, encoded, _ = self._forward(texts)
-        return probs, [e.truncated for e in encoded], [len(e.ids) for e in encoded]
-
-    def __call__(self, texts: Sequence[str]) -> list[ClassOutput]:
-        probs, encoded, sketches = self._forward(texts)
+    def __call__(self, encoded: Sequence[Encoded]) -> list[ClassOutput]:
+        """One forward pass over examples already tokenized by ``encode``."""
+        probs, sketches = self._forward(encoded)
         labels = self._loaded.labels
         outputs = []
         for i, (row, e) in enumerate(zip(probs.tolist(), encoded, strict=True)):

@@ -1,5 +1,6 @@
 """Tokenization that reports truncation, and padding of each batch only to its own longest row."""
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -21,19 +22,28 @@ class Encoded:
 
 
 class TextEncoder:
-    """Owns a private tokenizer; only the inference worker thread may call it."""
+    """Thread-safe: each thread tokenizes with its own copy, as truncation is set per call on the tokenizer."""
 
     def __init__(self, tokenizer: Tokenizer, pad_id: int) -> None:
-        self._tokenizer = tokenizer
-        self._tokenizer.no_padding()
+        self._spec = tokenizer.to_str()
+        self._local = threading.local()
         self._pad_id = pad_id
+
+    def _tokenizer(self) -> Tokenizer:
+        tokenizer: Tokenizer | None = getattr(self._local, "tokenizer", None)
+        if tokenizer is None:
+            tokenizer = Tokenizer.from_str(self._spec)
+            tokenizer.no_padding()
+            self._local.tokenizer = tokenizer
+        return tokenizer
 
     def encode(self, texts: Sequence[str], max_length: int, side: Side = "right") -> list[Encoded]:
         """Token ids with special tokens, at most ``max_length`` long; ``side`` is the side cut off."""
-        self._tokenizer.enable_truncation(max_length, direction=side)
+        tokenizer = self._tokenizer()
+        tokenizer.enable_truncation(max_length, direction=side)
         char_limit = max_length * MAX_CHARS_PER_TOKEN
         clipped = [text if len(text) <= char_limit else self._clip(text, char_limit, side) for text in texts]
-        encodings = self._tokenizer.encode_batch(clipped)
+        encodings = tokenizer.encode_batch(clipped)
         return [
             Encoded(encoding.ids, bool(encoding.overflowing) or len(text) > char_limit)
             for encoding, text in zip(encodings, texts, strict=True)
@@ -57,4 +67,4 @@ class TextEncoder:
         return ids, mask
 
     def decode(self, rows: Sequence[list[int]]) -> list[str]:
-        return list(self._tokenizer.decode_batch([list(row) for row in rows], skip_special_tokens=True))
+        return list(self._tokenizer().decode_batch([list(row) for row in rows], skip_special_tokens=True))

@@ -15,6 +15,7 @@ from monitors.prediction_log import PredictionLog, PredictionRecord
 from service.errors import ProblemError
 from service.inference.batcher import BatcherRejected, Closing, DynamicBatcher, QueueFull, RunTimeout
 from service.inference.classifier import Classifier, ClassOutput
+from service.inference.encoding import Encoded
 from service.inference.generator import GenerationParams, Generator, GenOutput
 from service.inference.loader import LoadedModel, Task
 from service.schemas.inference import (
@@ -32,6 +33,8 @@ WARM_UP_TEXT = "warm-up"
 # On a CPU, throughput barely grows past 8 examples while padding waste does; a GPU wants wide batches.
 CPU_BATCH_SIZE = 8
 GPU_BATCH_SIZE = 64
+# Requests up to this many characters are tokenized on the event loop (well under a millisecond).
+INLINE_TOKENIZE_CHARS = 16_384
 
 
 def default_batch_size(loaded: LoadedModel) -> int:
@@ -47,13 +50,13 @@ class InferenceEngine:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="heldout-inference")
         self._classifier = Classifier(loaded, settings.multilabel_threshold) if loaded.task.classifies else None
         self._generator = None if loaded.task.classifies else Generator(loaded)
-        self._batcher: DynamicBatcher[str, Any] = DynamicBatcher(
+        self._batcher: DynamicBatcher[Encoded, Any] = DynamicBatcher(
             self._run_batch,
             self._executor,
             max_batch_size=settings.max_batch_size or default_batch_size(loaded),
             max_delay_s=settings.max_batch_delay_ms / 1000,
             max_queue=settings.max_queue,
-            length=len,
+            length=lambda example: len(example.ids),
             observer=self._metrics,
         )
         self._nonces = itertools.count(1)
@@ -93,16 +96,23 @@ class InferenceEngine:
 
     def _warm_up(self) -> None:
         if self._classifier is not None:
-            self._classifier([WARM_UP_TEXT])
+            self._classifier(self._classifier.encode([WARM_UP_TEXT]))
         else:
             assert self._generator is not None
-            self._generator([WARM_UP_TEXT], GenerationParams(1, 1, False, 1.0, None))
+            params = GenerationParams(1, 1, False, 1.0, None)
+            self._generator(self._generator.encode([WARM_UP_TEXT], params), params)
 
-    def _run_batch(self, texts: list[str], key: Hashable) -> Sequence[Any]:
+    def _encode(self, texts: list[str], key: Hashable) -> list[Encoded]:
         if self._classifier is not None:
-            return self._classifier(texts)
+            return self._classifier.encode(texts)
         assert self._generator is not None and isinstance(key, tuple)
-        return self._generator(texts, key[0])
+        return self._generator.encode(texts, key[0])
+
+    def _run_batch(self, examples: list[Encoded], key: Hashable) -> Sequence[Any]:
+        if self._classifier is not None:
+            return self._classifier(examples)
+        assert self._generator is not None and isinstance(key, tuple)
+        return self._generator(examples, key[0])
 
     async def predict(self, body: PredictRequest) -> PredictResponse:
         if self._classifier is None:
@@ -173,9 +183,18 @@ class InferenceEngine:
             )
 
     async def _submit(self, texts: list[str], key: Hashable) -> list[Any]:
+        """Tokenize, then queue for batching. Exact token counts let the batcher group by length.
+
+        Tokenizing here takes it off the model's worker thread; large requests go to a thread so the
+        event loop never stalls on them.
+        """
         start = time.perf_counter()
+        if sum(map(len, texts)) <= INLINE_TOKENIZE_CHARS:
+            examples = self._encode(texts, key)
+        else:
+            examples = await asyncio.to_thread(self._encode, texts, key)
         try:
-            results = await self._batcher.submit(texts, key, self._settings.request_timeout_s)
+            results = await self._batcher.submit(examples, key, self._settings.request_timeout_s)
         except BatcherRejected as exc:
             self._metrics.rejected(exc.reason)
             raise _problem(exc) from None

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from service.inference.encoding import Side, TextEncoder
+from service.inference.encoding import Encoded, Side, TextEncoder
 from service.inference.loader import LoadedModel, Task
 
 
@@ -34,6 +34,7 @@ class Generator:
         self._loaded = loaded
         self._encoder = TextEncoder(loaded.tokenizer, loaded.token_ids.pad)
         self._causal = loaded.task is Task.causal_lm
+        self._side: Side = "left" if self._causal else "right"
 
     def input_limit(self, max_new_tokens: int) -> int:
         """A causal LM's prompt and continuation share its positions; a seq2seq encoder has its own."""
@@ -41,13 +42,15 @@ class Generator:
             return self._loaded.max_length - max_new_tokens
         return self._loaded.max_length
 
-    def __call__(self, texts: Sequence[str], params: GenerationParams) -> list[GenOutput]:
+    def encode(self, texts: Sequence[str], params: GenerationParams) -> list[Encoded]:
         # Prompts of a decoder-only model keep their end and pad on the left, next to the continuation.
-        side: Side = "left" if self._causal else "right"
-        encoded = self._encoder.encode(texts, self.input_limit(params.max_new_tokens), side)
+        return self._encoder.encode(texts, self.input_limit(params.max_new_tokens), self._side)
+
+    def __call__(self, encoded: Sequence[Encoded], params: GenerationParams) -> list[GenOutput]:
+        """One ``generate`` call over already tokenized prompts (see ``encode``)."""
         ids = self._loaded.token_ids
         start = [tok for tok in (ids.bos, ids.eos, ids.pad) if tok is not None][:1]
-        input_ids, attention_mask = self._encoder.pad([e.ids or start for e in encoded], side)
+        input_ids, attention_mask = self._encoder.pad([e.ids or start for e in encoded], self._side)
         options: dict[str, object] = {
             "max_new_tokens": params.max_new_tokens,
             "num_beams": params.num_beams,
