@@ -67,6 +67,43 @@ def evaluate_f1() -> Callable[[Any, Any], Any]:
     return lambda refs, preds: module.compute(predictions=preds, references=refs, average="macro")
 
 
+def http_request_seconds(refs: list[int], preds: list[int]) -> float:
+    """Median wall time of one POST /v1/metrics/classification (default 1000-resample interval) to a real server."""
+    import json
+    import socket
+    import tempfile
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(data_dir=tempfile.mkdtemp(), api_keys="evaluator:bench-key", demo_model=False)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    body = json.dumps({"predictions": preds, "references": refs}).encode()
+    headers = {"Authorization": "Bearer bench-key", "Content-Type": "application/json"}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+
+            def post() -> None:
+                response = client.post("/v1/metrics/classification", content=body, headers=headers)
+                response.raise_for_status()
+
+            return timed(post)[0]
+    finally:
+        server.should_exit = True
+        thread.join()
+
+
 def main() -> None:
     warnings.simplefilter("ignore")
     refs, preds = make_inputs()
@@ -119,6 +156,12 @@ def main() -> None:
             f"{'PASS' if boot < baseline[kind] else 'FAIL'} ({kind}): point + bootstrap {boot:.4f} s "
             f"< sklearn point {baseline[kind]:.4f} s"
         )
+    http_n = 100_000
+    seconds = http_request_seconds(refs_list[:http_n], preds_list[:http_n])
+    print(
+        f"{'PASS' if seconds < 0.5 else 'FAIL'} (HTTP): POST /v1/metrics/classification with {http_n:,} predictions "
+        f"and a 1000-resample interval answers in {seconds:.3f} s (median of {RUNS}; target < 0.5 s)"
+    )
 
 
 if __name__ == "__main__":
