@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -106,10 +106,14 @@ class KeyStore:
 _bearer = HTTPBearer(auto_error=False, description="An API key: Authorization: Bearer <key>")
 
 
-def require(role: Role) -> Callable[..., Principal]:
-    """A FastAPI dependency admitting keys of ``role`` or a stronger one."""
+def require(role: Role) -> Callable[..., Awaitable[Principal]]:
+    """A FastAPI dependency admitting keys of ``role`` or a stronger one.
 
-    def dependency(
+    Async on purpose: a sync dependency costs every request a thread-pool hop, and the lookup is a
+    hash comparison except for the stored-key refresh every few seconds.
+    """
+
+    async def dependency(
         request: Request, credentials: HTTPAuthorizationCredentials | None = Security(_bearer)
     ) -> Principal:
         if credentials is None or not credentials.credentials.strip():
