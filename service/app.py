@@ -13,10 +13,11 @@ from service.db.session import Database
 from service.errors import install_error_handlers
 from service.holdout.demo import register_demo_test_set
 from service.inference.lifecycle import model_check, start_inference, stop_inference
-from service.jobs.telemetry import restore_metrics
 from service.jobs.lifecycle import start_evaluations, stop_evaluations
+from service.jobs.telemetry import restore_metrics
 from service.middleware import BodySizeLimit, HttpMetrics
 from service.monitoring.lifecycle import start_monitoring, stop_monitoring
+from service.openapi import install_problem_docs
 from service.readiness import Readiness, database_check
 from service.routes import drift, evaluations, feedback, health, inference, metrics_api, test_sets
 from service.settings import Settings
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.readiness.add("model", model_check(app))
 
     install_error_handlers(app)
+    install_problem_docs(app)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
@@ -71,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_api.router)
     app.include_router(inference.router)
     app.include_router(test_sets.router)
+    app.include_router(evaluations.router)
     app.include_router(feedback.router)
     app.include_router(drift.router)
-    app.include_router(evaluations.router)
     return app
