@@ -90,7 +90,7 @@ CompareBody = Annotated[GenerationCompareRequest | ClassificationCompareRequest,
 async def compare(body: CompareBody, request: Request) -> Any:
     settings = _settings(request)
     _check_size(settings, len(body.references), "references")
-    common = {
+    common: dict[str, Any] = {
         "metrics": body.metrics,
         "test": body.test,
         "n_resamples": body.n_resamples,

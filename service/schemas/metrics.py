@@ -78,6 +78,14 @@ PairedTestName = Literal["paired_bootstrap", "approximate_randomization"]
 Reference = StrictStr | list[StrictStr]
 
 
+def _bleu_only() -> list[GenerationMetric]:
+    return ["bleu"]
+
+
+def _accuracy_and_f1() -> list[ClassificationMetric]:
+    return ["accuracy", "f1"]
+
+
 class TextOptions(BaseModel):
     tokenize: str = Field("13a", description="A sacrebleu BLEU tokenizer: 13a, intl, zh, char, none, ...")
     lowercase: bool = False
@@ -87,7 +95,7 @@ class TextOptions(BaseModel):
 class GenerationRequest(IntervalRequest, TextOptions):
     hypotheses: list[StrictStr]
     references: list[Reference] = Field(description="Per hypothesis: one reference, or a list of them.")
-    metrics: list[GenerationMetric] = Field(default_factory=lambda: ["bleu"], min_length=1)
+    metrics: list[GenerationMetric] = Field(default_factory=_bleu_only, min_length=1)
     sentence_level: bool = False
 
 
@@ -120,7 +128,7 @@ class GenerationCompareRequest(PairedRequest, TextOptions):
     references: list[Reference]
     baseline: list[StrictStr]
     candidate: list[StrictStr]
-    metrics: list[GenerationMetric] = Field(default_factory=lambda: ["bleu"], min_length=1)
+    metrics: list[GenerationMetric] = Field(default_factory=_bleu_only, min_length=1)
 
 
 class ClassificationCompareRequest(PairedRequest):
@@ -128,7 +136,7 @@ class ClassificationCompareRequest(PairedRequest):
     references: list[Label]
     baseline: list[Label]
     candidate: list[Label]
-    metrics: list[ClassificationMetric] = Field(default_factory=lambda: ["accuracy", "f1"], min_length=1)
+    metrics: list[ClassificationMetric] = Field(default_factory=_accuracy_and_f1, min_length=1)
     average: Average | None = "macro"
     labels: list[Label] | None = None
     pos_label: Label = 1
