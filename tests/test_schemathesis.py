@@ -1,16 +1,19 @@
 """Property-based API fuzzing over the app's own OpenAPI schema, with a valid admin key.
 
 Fails on any 5xx and on any response that does not match the documented schema. Every operation
-runs against an app serving a tiny real classifier; /v1/generate also runs against a tiny seq2seq.
+runs against a real server twice: serving a tiny classifier, and serving a tiny seq2seq generator.
 """
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import schemathesis
+import uvicorn
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -28,7 +31,14 @@ __all__ = ["classifier_dir", "one_torch_thread", "seq2seq_dir"]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
-def started(data_dir: Path, model_dir: Path) -> Iterator[FastAPI]:
+class Served:
+    def __init__(self, app: FastAPI, base_url: str) -> None:
+        self.app = app
+        self.base_url = base_url
+
+
+def started(data_dir: Path, model_dir: Path) -> Iterator[Served]:
+    """A real uvicorn server in a thread: one event loop owns the lifespan and every request."""
     app = create_app(
         Settings(
             data_dir=data_dir,
@@ -37,30 +47,44 @@ def started(data_dir: Path, model_dir: Path) -> Iterator[FastAPI]:
             max_resamples=200,
             model_path=model_dir,
             max_new_tokens=8,
+            drift_executor="thread",
         )
     )
-    with TestClient(app):  # runs the lifespan: migrations, model load and warm-up
-        yield app
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    try:
+        yield Served(app, f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
 
 
 @pytest.fixture(scope="module")
-def classifier_app(tmp_path_factory: pytest.TempPathFactory, classifier_dir: Path) -> Iterator[FastAPI]:
+def classifier_server(tmp_path_factory: pytest.TempPathFactory, classifier_dir: Path) -> Iterator[Served]:
     yield from started(tmp_path_factory.mktemp("fuzz-classifier"), classifier_dir)
 
 
 @pytest.fixture(scope="module")
-def generator_app(tmp_path_factory: pytest.TempPathFactory, seq2seq_dir: Path) -> Iterator[FastAPI]:
+def generator_server(tmp_path_factory: pytest.TempPathFactory, seq2seq_dir: Path) -> Iterator[Served]:
     yield from started(tmp_path_factory.mktemp("fuzz-generator"), seq2seq_dir)
 
 
 @pytest.fixture(scope="module")
-def classifier_schema(classifier_app: FastAPI):  # type: ignore[no-untyped-def]
-    return schemathesis.openapi.from_asgi("/openapi.json", classifier_app)
+def classifier_schema(classifier_server: Served):  # type: ignore[no-untyped-def]
+    return schemathesis.openapi.from_dict(classifier_server.app.openapi())
 
 
 @pytest.fixture(scope="module")
-def generator_schema(generator_app: FastAPI):  # type: ignore[no-untyped-def]
-    return schemathesis.openapi.from_asgi("/openapi.json", generator_app).include(path="/v1/generate")
+def generator_schema(generator_server: Served):  # type: ignore[no-untyped-def]
+    return schemathesis.openapi.from_dict(generator_server.app.openapi())
 
 
 every_operation = schemathesis.pytest.from_fixture("classifier_schema")
@@ -68,12 +92,12 @@ generation = schemathesis.pytest.from_fixture("generator_schema")
 
 
 @every_operation.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_conforms_and_never_5xx(case) -> None:  # type: ignore[no-untyped-def]
-    case.call_and_validate(headers=auth("admin"), checks=CHECKS)
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_conforms_and_never_5xx(case, classifier_server: Served) -> None:  # type: ignore[no-untyped-def]
+    case.call_and_validate(base_url=classifier_server.base_url, headers=auth("admin"), checks=CHECKS)
 
 
 @generation.parametrize()
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
-def test_generation_conforms_and_never_5xx(case) -> None:  # type: ignore[no-untyped-def]
-    case.call_and_validate(headers=auth("admin"), checks=CHECKS)
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+def test_generation_conforms_and_never_5xx(case, generator_server: Served) -> None:  # type: ignore[no-untyped-def]
+    case.call_and_validate(base_url=generator_server.base_url, headers=auth("admin"), checks=CHECKS)

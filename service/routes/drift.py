@@ -6,7 +6,7 @@ A check request only stores a queued row and returns 202; Evidently runs later, 
 import gzip
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service.auth import Principal, Role, require
@@ -37,7 +37,9 @@ router = APIRouter(prefix="/v1/drift", tags=["drift"], responses=AUTH_ERRORS)
 READ = [Depends(require(Role.reader))]
 NOT_FOUND = problem_responses(404)
 Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+# Ids and offsets are database integers: anything beyond 32 bits can only be a miss, never a row.
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 ModelFilter = Annotated[str | None, Query(max_length=200)]
 
 
@@ -83,7 +85,7 @@ async def references(
 
 
 @router.get("/reference/{reference_id}", response_model=ReferenceInfo, dependencies=READ, responses=NOT_FOUND)
-async def reference(reference_id: int, request: Request) -> ReferenceInfo:
+async def reference(reference_id: RowId, request: Request) -> ReferenceInfo:
     def read() -> ReferenceInfo:
         with _db(request).session() as session:
             return reference_info(get_reference(session, reference_id))
@@ -148,7 +150,7 @@ async def checks(
 
 
 @router.get("/checks/{check_id}", response_model=CheckInfo, dependencies=READ, responses=NOT_FOUND)
-async def check(check_id: int, request: Request) -> CheckInfo:
+async def check(check_id: RowId, request: Request) -> CheckInfo:
     return check_info(await run_in_threadpool(get_check, _db(request), check_id))
 
 
@@ -158,7 +160,7 @@ async def check(check_id: int, request: Request) -> CheckInfo:
     dependencies=READ,
     responses={200: {"content": {"text/html": {}}}, **problem_responses(404, 409)},
 )
-async def report(check_id: int, request: Request) -> Response:
+async def report(check_id: RowId, request: Request) -> Response:
     compressed = await run_in_threadpool(check_report, _db(request), check_id)
     if "gzip" in request.headers.get("accept-encoding", ""):
         return Response(compressed, media_type="text/html", headers={"Content-Encoding": "gzip"})

@@ -22,7 +22,9 @@ class ReferenceRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    test_set: int | None = Field(None, ge=1, description="Test set id; its inputs, never its labels, are used.")
+    test_set: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="Test set id; its inputs, never its labels, are used."
+    )
     start: AwareDatetime | None = Field(None, alias="from", description="Start of a window of logged traffic.")
     end: AwareDatetime | None = Field(None, alias="to", description="End (exclusive) of the window.")
     model: str | None = Field(
@@ -61,7 +63,9 @@ class CheckRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    reference: int | None = Field(None, ge=1, description="Reference id; default the newest of the served model.")
+    reference: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="Reference id; default the newest of the served model."
+    )
     start: AwareDatetime | None = Field(None, alias="from", description="Start of the window to check.")
     end: AwareDatetime | None = Field(None, alias="to", description="End (exclusive) of the window.")
 
