@@ -11,7 +11,7 @@ Run from the repository root: python examples/drift_demo.py [--data-dir ./.heldo
    sentences typed through a noisy keyboard (their labels do come back). The drift check finds dataset
    drift, and online accuracy falls.
 
-The report of each check is written next to the data dir as drift_report_<id>.html.
+The report of each check is written into the data dir as drift_report_<id>.html.
 """
 
 import argparse
