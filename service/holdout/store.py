@@ -8,6 +8,7 @@ consecutive versions.
 """
 
 import hashlib
+import logging
 import threading
 import zlib
 from collections import OrderedDict
@@ -15,8 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from sqlalchemy import Column, ColumnElement, MetaData, String, Table, delete, func, insert, select, text, update
+from sqlalchemy import Column, ColumnElement, MetaData, String, Table, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.db.models import Evaluation, HoldoutRecord, HoldoutSet, ScoringState, utcnow
@@ -28,6 +30,7 @@ from service.holdout.fingerprint import exact_fingerprint, fingerprint
 from service.holdout.records import Format, Record, RecordReader, Task, UploadError, canonical_json, detect_format
 from service.holdout.training import TrainingSource, training_fingerprints
 
+log = logging.getLogger("heldout.holdout")
 INSERT_BATCH = 2000
 # Records of recently scored sets kept in memory per process.
 TARGET_CACHE_RECORDS = 2_000_000
@@ -35,6 +38,8 @@ MAX_GROUP_EXAMPLES = 10
 IDS_PER_GROUP = 5
 # Namespace of heldout's per-name upload locks in pg_advisory_xact_lock's two-key space.
 PG_UPLOAD_LOCK = 0x6873
+# Core inserts: the ORM's per-row bookkeeping would cost more than the insert itself.
+_RECORDS: Table = HoldoutRecord.__table__  # type: ignore[assignment]
 _TRAINING = Table("heldout_training_fp", MetaData(), Column("fp", String(64), primary_key=True), prefixes=["TEMPORARY"])
 
 
@@ -73,6 +78,13 @@ def create_test_set(db: Database, upload: Upload, max_record_bytes: int) -> Hold
     return _create(db, upload, max_record_bytes, if_absent=False)
 
 
+def _database_refused(exc: DBAPIError) -> ProblemError:
+    """A database error on the records' insert would quote them (labels included) in its message and the
+    log; only its type goes on."""
+    log.error("test-set upload failed in the database: %s", type(exc.orig).__name__)
+    return ProblemError(503, "the database could not store the test set; nothing was stored, try again")
+
+
 def create_if_absent(db: Database, upload: Upload, max_record_bytes: int) -> HoldoutSet | None:
     """As create_test_set, but store nothing (and return None) when a set of that name exists.
 
@@ -85,6 +97,13 @@ def create_if_absent(db: Database, upload: Upload, max_record_bytes: int) -> Hol
 
 
 def _create(db: Database, upload: Upload, max_record_bytes: int, if_absent: bool) -> HoldoutSet:
+    try:
+        return _store(db, upload, max_record_bytes, if_absent)
+    except DBAPIError as exc:
+        raise _database_refused(exc) from None
+
+
+def _store(db: Database, upload: Upload, max_record_bytes: int, if_absent: bool) -> HoldoutSet:
     check_form(upload.task, upload.config)
     head = upload.stream.read(4096)
     upload.stream.seek(0)
@@ -112,10 +131,10 @@ def _create(db: Database, upload: Upload, max_record_bytes: int, if_absent: bool
             audit.add(record)
             batch.append(_row(row.id, position, record))
             if len(batch) >= INSERT_BATCH:
-                session.execute(insert(HoldoutRecord), batch)
+                session.execute(_RECORDS.insert(), batch)
                 batch.clear()
         if batch:
-            session.execute(insert(HoldoutRecord), batch)
+            session.execute(_RECORDS.insert(), batch)
         _check_unique_ids(session, row.id)
         labels = audit.sorted_labels() if upload.task is Task.classification else None
         config = build_config(upload.task, upload.config, labels or [], bool(reader.multilabel))

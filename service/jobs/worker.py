@@ -110,7 +110,12 @@ class EvaluationWorker:
     async def _heartbeat(self, shard: store.ClaimedShard, run: "asyncio.Task[list[object]]") -> None:
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
-            if not await asyncio.to_thread(store.renew, self.db, shard.id, self.owner, self.lease):
+            try:
+                held = await asyncio.to_thread(store.renew, self.db, shard.id, self.owner, self.lease)
+            except Exception as exc:  # a busy database: try again at the next beat, the lease has slack
+                log.warning("evaluation %s: could not renew a lease (%s)", shard.evaluation_id, type(exc).__name__)
+                continue
+            if not held:
                 log.warning("evaluation %s: lost the lease on shard %s", shard.evaluation_id, shard.idx)
                 run.cancel()
                 return
