@@ -129,10 +129,10 @@ class AuditBuilder:
         if self.empty:
             warnings.append(f"{self.empty} empty or whitespace-only inputs")
         if exact.groups:
-            warnings.append(f"{exact.records} records share their input exactly with another ({exact.groups} groups)")
+            warnings.append(f"{exact.records} records share their input exactly with another (groups: {exact.groups})")
         if normalized.groups > exact.groups:
             warnings.append(
-                f"{normalized.records} records share their normalised input with another ({normalized.groups} groups)"
+                f"{normalized.records} records share their normalised input with another (groups: {normalized.groups})"
             )
         if conflicting.groups:
             what = "labels" if self.task is Task.classification else "references"

@@ -60,18 +60,28 @@ class EvaluationWorker:
         self.retry_backoff_s = retry_backoff_s
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._event_loop: asyncio.AbstractEventLoop | None = None
         self._refreshed = time.monotonic()
 
     def start(self, lanes: int = LANES) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._event_loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._loop(), name=f"heldout-evaluations-{self.owner}-{i}") for i in range(lanes)
         ]
 
     def wake(self) -> None:
-        self._wake.set()
+        """Safe from any thread or event loop (a request may be served on another loop than the worker's)."""
+        if self._event_loop is not None and not self._event_loop.is_closed():
+            self._event_loop.call_soon_threadsafe(self._wake.set)
 
     async def aclose(self) -> None:
+        loop = self._event_loop
+        if loop is None or loop.is_closed():
+            return
+        if loop is not asyncio.get_running_loop():
+            for task in self._tasks:
+                loop.call_soon_threadsafe(task.cancel)
+            return
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,19 +1,22 @@
 """Contracts of the evaluation-job endpoints: create, read, list, compare."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.schemas.metrics import PairedResult, PairedTestName
 from service.schemas.test_sets import ReleasedInterval, TestSetRef, UtcDatetime
 
 Status = Literal["queued", "running", "succeeded", "failed"]
+MAX_ID = 2**31 - 1
+TestSetId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
+TestSetName = Annotated[str, Field(strict=True, min_length=1, max_length=100)]
 
 
 class EvaluationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    test_set: StrictInt | StrictStr = Field(description="A test set id, or a name for its latest version.")
+    test_set: TestSetId | TestSetName = Field(description="A test set id, or a name for its latest version.")
     metrics: list[str] | None = Field(
         None,
         min_length=1,
@@ -22,7 +25,9 @@ class EvaluationRequest(BaseModel):
     extra_metrics: list[str] = Field(
         default_factory=list, description="Paths of local evaluate modules, from HELDOUT_EVALUATE_MODULES."
     )
-    max_new_tokens: int | None = Field(None, ge=1, description="Generation models: tokens to generate per input.")
+    max_new_tokens: int | None = Field(
+        None, ge=1, le=MAX_ID, description="Generation models: tokens to generate per input."
+    )
 
 
 class EvaluationCreated(BaseModel):
@@ -59,8 +64,8 @@ class EvaluationList(BaseModel):
 class CompareRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    baseline: int = Field(ge=1, le=2**31 - 1)
-    candidate: int = Field(ge=1, le=2**31 - 1)
+    baseline: int = Field(ge=1, le=MAX_ID)
+    candidate: int = Field(ge=1, le=MAX_ID)
     test: PairedTestName = "paired_bootstrap"
     n_resamples: int = Field(1000, ge=1)
     seed: int | None = Field(0, ge=0)
