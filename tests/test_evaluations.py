@@ -3,6 +3,7 @@ errors, and the Prometheus series; on SQLite and PostgreSQL."""
 
 import random
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -128,6 +129,9 @@ def test_lifecycle_result_and_series(database_url: str, serve: Callable[..., Any
             )
         assert (sample(text, "heldout_evaluations_total", {"status": "succeeded"}) or 0) >= 1
         assert (sample(text, "heldout_evaluation_duration_seconds_count", {}) or 0) >= 1
+    if shutil.which("promtool"):
+        checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        assert checked.returncode == 0 and not checked.stdout and not checked.stderr, checked.stdout + checked.stderr
 
 
 def test_extra_metrics_and_compare(
