@@ -29,11 +29,11 @@ from service.schemas.drift import (
     ReferenceList,
     ReferenceRequest,
 )
-from service.schemas.problem import AUTH_ERRORS, BODY_ERRORS, problem_responses
+from service.schemas.problem import problem_responses
 from service.settings import Settings
 
 Evaluator = Annotated[Principal, Depends(require(Role.evaluator))]
-router = APIRouter(prefix="/v1/drift", tags=["drift"], responses=AUTH_ERRORS)
+router = APIRouter(prefix="/v1/drift", tags=["drift"])
 READ = [Depends(require(Role.reader))]
 NOT_FOUND = problem_responses(404)
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -57,7 +57,7 @@ def _settings(request: Request) -> Settings:
     "/reference",
     status_code=201,
     response_model=ReferenceInfo,
-    responses={**BODY_ERRORS, **problem_responses(404, 409)},
+    responses={**problem_responses(404, 409)},
 )
 async def create_reference(body: ReferenceRequest, request: Request, principal: Evaluator) -> ReferenceInfo:
     db, settings, engine = _db(request), _settings(request), served_model(request)
@@ -97,7 +97,7 @@ async def reference(reference_id: RowId, request: Request) -> ReferenceInfo:
     "/checks",
     status_code=202,
     response_model=CheckInfo,
-    responses={**BODY_ERRORS, **problem_responses(404, 409, 429)},
+    responses={**problem_responses(404, 409, 429)},
 )
 async def create_check(
     request: Request,

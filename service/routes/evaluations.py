@@ -20,10 +20,10 @@ from service.schemas.evaluations import (
     Status,
 )
 from service.schemas.jsonable import to_jsonable
-from service.schemas.problem import AUTH_ERRORS, BODY_ERRORS, problem_responses
+from service.schemas.problem import problem_responses
 from service.settings import Settings
 
-router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"], responses={**AUTH_ERRORS})
+router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
 MAX_INT = 2**31 - 1
 EvaluationId = Annotated[int, Path(ge=1, le=MAX_INT)]
 
@@ -50,7 +50,7 @@ def _served_model(request: Request) -> store.ModelIdentity | None:
     "",
     status_code=202,
     response_model=EvaluationCreated,
-    responses={**BODY_ERRORS, **problem_responses(404, 409)},
+    responses={**problem_responses(404, 409)},
     summary="Run the served model over a test set as a tracked, resumable job",
 )
 async def create(
@@ -110,7 +110,7 @@ async def get_evaluation(request: Request, evaluation_id: EvaluationId) -> Any:
     "/compare",
     response_model=EvaluationCompare,
     dependencies=[Depends(require(Role.evaluator))],
-    responses={**BODY_ERRORS, **problem_responses(404, 409)},
+    responses={**problem_responses(404, 409)},
     summary="Paired significance test per metric between two finished evaluations on the same test set",
 )
 async def compare(request: Request, body: CompareRequest) -> Any:

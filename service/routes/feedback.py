@@ -13,10 +13,9 @@ from service.monitoring.feedback import FeedbackItem, record_feedback, window_sc
 from service.monitoring.lifecycle import served_model
 from service.monitoring.maintenance import online_window
 from service.schemas.feedback import FeedbackRequest, FeedbackResponse, OnlineScores
-from service.schemas.problem import AUTH_ERRORS, BODY_ERRORS
 
 Evaluator = Annotated[Principal, Depends(require(Role.evaluator))]
-router = APIRouter(prefix="/v1", tags=["monitoring"], responses={**AUTH_ERRORS, **BODY_ERRORS})
+router = APIRouter(prefix="/v1", tags=["monitoring"])
 
 
 @router.post("/feedback", response_model=FeedbackResponse)

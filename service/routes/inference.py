@@ -6,10 +6,10 @@ from service.auth import Role, require
 from service.errors import ProblemError
 from service.inference.engine import InferenceEngine
 from service.schemas.inference import GenerateRequest, GenerateResponse, ModelInfo, PredictRequest, PredictResponse
-from service.schemas.problem import AUTH_ERRORS, BODY_ERRORS, problem_responses
+from service.schemas.problem import problem_responses
 
-router = APIRouter(prefix="/v1", tags=["inference"], responses=AUTH_ERRORS)
-SERVING_ERRORS = {**BODY_ERRORS, **problem_responses(409, 429, 503, 504)}
+router = APIRouter(prefix="/v1", tags=["inference"])
+SERVING_ERRORS = problem_responses(409, 429, 503, 504)
 
 
 def _engine(request: Request) -> InferenceEngine:

@@ -20,14 +20,12 @@ from service.schemas.metrics import (
     GenerationRequest,
     GenerationResponse,
 )
-from service.schemas.problem import AUTH_ERRORS, BODY_ERRORS
 from service.settings import Settings
 
 router = APIRouter(
     prefix="/v1/metrics",
     tags=["metrics"],
     dependencies=[Depends(require(Role.evaluator))],
-    responses={**AUTH_ERRORS, **BODY_ERRORS},
 )
 
 

@@ -22,7 +22,7 @@ from service.holdout.config import ConfigForm
 from service.holdout.records import Format, Task, UploadError
 from service.holdout.training import TrainingSource
 from service.schemas.jsonable import to_jsonable
-from service.schemas.problem import AUTH_ERRORS, BODY_ERRORS, problem_responses
+from service.schemas.problem import problem_responses
 from service.schemas.test_sets import (
     FILE_FIELDS,
     InputsPage,
@@ -35,7 +35,7 @@ from service.schemas.test_sets import (
 )
 from service.settings import Settings
 
-router = APIRouter(prefix="/v1/test-sets", tags=["test sets"], responses={**AUTH_ERRORS})
+router = APIRouter(prefix="/v1/test-sets", tags=["test sets"])
 NOT_FOUND = problem_responses(404, 422)
 # Ids, offsets and cursors fit the databases' 32-bit integers.
 MAX_INT = 2**31 - 1
@@ -108,7 +108,7 @@ async def _read_form(request: Request) -> tuple[UploadForm, dict[str, UploadFile
     status_code=201,
     response_model=TestSetInfo,
     openapi_extra=upload_openapi(),
-    responses={**BODY_ERRORS, **problem_responses(400)},
+    responses={**problem_responses(400)},
     summary="Upload a test set (multipart: file, name, task, options)",
 )
 async def upload(request: Request, principal: Annotated[Principal, Depends(require(Role.admin))]) -> Any:
@@ -183,7 +183,7 @@ async def inputs(
 @router.post(
     "/{test_set_id}/scores",
     response_model=ScoreResponse,
-    responses={**NOT_FOUND, **BODY_ERRORS, **problem_responses(429)},
+    responses={**NOT_FOUND, **problem_responses(429)},
     summary="Score predictions against the hidden labels; only aggregates come back",
 )
 async def score(
