@@ -1,6 +1,7 @@
 """create_app(settings): wiring only. Behaviour lives in the modules it wires together."""
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,7 +40,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await asyncio.to_thread(register_demo_test_set, db, settings)
         await start_evaluations(app, settings, db)
         await start_monitoring(app, settings, db)
+        # What start-up loaded (torch, transformers, the model: hundreds of thousands of objects) lives as long
+        # as the process; frozen, the cyclic GC stops re-scanning it in every full collection under load.
+        gc.collect()
+        gc.freeze()
         yield
+        gc.unfreeze()
         await stop_evaluations(app)
         await stop_monitoring(app)
         await stop_inference(app)

@@ -32,7 +32,15 @@ class Settings(BaseSettings):
     demo_model: bool = Field(
         True, description="With no model path, `heldout serve` builds (once) and serves the embedded demo model."
     )
-    torch_threads: int | None = Field(None, ge=1, description="Intra-op threads for CPU inference; default torch's.")
+    torch_threads: int | None = Field(
+        None, ge=1, description="Intra-op threads for CPU inference, split among concurrent batches; default torch's."
+    )
+    concurrent_batches: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Forward passes that may run at once; default 1 on GPU, 2 on a CPU with two or more threads.",
+    )
     max_batch_size: int | None = Field(
         None, ge=1, description="Most examples merged into one forward pass; default 8 on CPU, 64 on GPU."
     )

@@ -10,6 +10,7 @@ import pytest
 import sacrebleu
 import torch
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
@@ -17,6 +18,7 @@ from transformers import (
     AutoTokenizer,
 )
 
+from service.db.models import PredictionLogEntry
 from service.inference.classifier import Classifier
 from tests.conftest import auth
 from tests.test_prometheus_endpoint import sample_value
@@ -98,6 +100,36 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(
     assert examples == 32 and batches < 32
 
 
+def test_batches_running_side_by_side_keep_their_own_outputs_and_embeddings(
+    serve: ServeFactory, classifier_dir: Path
+) -> None:
+    """Two lanes run forward passes at once: each answer and each logged embedding belongs to its own text."""
+    expected = direct_probabilities(classifier_dir, SENTENCES)
+    settings = {"concurrent_batches": 2, "torch_threads": 2, "max_batch_size": 2, "log_input_text": True}
+    with serve(classifier_dir, **settings) as client:
+
+        def one(i: int) -> dict:  # type: ignore[type-arg]
+            text = SENTENCES[i % len(SENTENCES)]
+            body = {"inputs": [text], "return_scores": True}
+            return client.post("/v1/predict", headers=EVALUATOR, json=body).json()["predictions"][0]
+
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(one, range(64)))
+        client.app.state.inference.flush_log()  # type: ignore[attr-defined]
+        with client.app.state.db.session() as session:  # type: ignore[attr-defined]
+            logged = {row.id: row for row in session.scalars(select(PredictionLogEntry))}
+    embeddings: dict[str, list[list[float]]] = {}
+    for i, result in enumerate(results):
+        assert list(result["scores"].values()) == pytest.approx(expected[i % len(SENTENCES)].tolist(), abs=1e-5)
+        row = logged[result["id"]]
+        assert row.input_text == SENTENCES[i % len(SENTENCES)]
+        embeddings.setdefault(row.input_text, []).append(row.features["embedding"])
+    for text, sketches in embeddings.items():
+        for sketch in sketches[1:]:
+            assert sketch == pytest.approx(sketches[0], abs=1e-4), text
+    assert len({tuple(round(v, 3) for v in sketches[0]) for sketches in embeddings.values()}) == len(embeddings)
+
+
 def test_multi_label_returns_every_label_above_the_threshold(serve: ServeFactory, multilabel_dir: Path) -> None:
     expected = direct_probabilities(multilabel_dir, SENTENCES, multi_label=True)
     ordered = expected.flatten().sort().values
@@ -163,6 +195,21 @@ def test_seeded_sampling_repeats(serve: ServeFactory, seq2seq_dir: Path) -> None
         second = client.post("/v1/generate", headers=EVALUATOR, json=body).json()["outputs"]
     assert [o["text"] for o in first] == [o["text"] for o in second]
     assert {o["id"] for o in first}.isdisjoint(o["id"] for o in second)
+
+
+def test_seeded_sampling_repeats_while_other_sampling_runs_beside_it(serve: ServeFactory, seq2seq_dir: Path) -> None:
+    seeded = {"inputs": SENTENCES[:2], "max_new_tokens": 8, "do_sample": True, "temperature": 1.5, "seed": 11}
+    noise = {"inputs": SENTENCES[2:4], "max_new_tokens": 8, "do_sample": True, "temperature": 1.5}
+    with serve(seq2seq_dir, concurrent_batches=2, torch_threads=2) as client:
+
+        def send(body: dict) -> list[str]:  # type: ignore[type-arg]
+            response = client.post("/v1/generate", headers=EVALUATOR, json=body)
+            return [o["text"] for o in response.json()["outputs"]]
+
+        alone = send(seeded)
+        with ThreadPoolExecutor(8) as pool:
+            crowded = list(pool.map(send, [noise, seeded, noise, noise, seeded, noise]))
+    assert crowded[1] == alone and crowded[4] == alone
 
 
 def assert_problem(response, status: int, field: str | None = None) -> dict:  # type: ignore[no-untyped-def,type-arg]

@@ -20,7 +20,7 @@ class Recorder:
         self.gate.set()
         self.seconds = seconds
 
-    def __call__(self, items: list[str], key: Hashable) -> list[str]:
+    def __call__(self, items: list[str], key: Hashable, lanes: int = 1) -> list[str]:
         self.gate.wait(10)
         time.sleep(self.seconds)
         self.batches.append((list(items), key))
@@ -34,7 +34,7 @@ def run(coro_factory):  # type: ignore[no-untyped-def]
 def make(recorder: Recorder, **options: object) -> DynamicBatcher[str, str]:
     defaults: dict[str, object] = {"max_batch_size": 4, "max_delay_s": 0.05, "max_queue": 100, "length": len}
     defaults.update(options)
-    return DynamicBatcher(recorder, ThreadPoolExecutor(1), **defaults)  # type: ignore[arg-type]
+    return DynamicBatcher(recorder, [ThreadPoolExecutor(1)], **defaults)  # type: ignore[arg-type]
 
 
 def test_concurrent_requests_merge_up_to_the_batch_size() -> None:
@@ -173,12 +173,12 @@ def test_deadline_while_running_is_a_run_timeout() -> None:
 
 
 def test_errors_reach_every_request_in_the_batch() -> None:
-    def broken(items: list[str], key: Hashable) -> list[str]:
+    def broken(items: list[str], key: Hashable, lanes: int) -> list[str]:
         raise ValueError("boom")
 
     async def scenario() -> list[BaseException | list[str]]:
         batcher: DynamicBatcher[str, str] = DynamicBatcher(
-            broken, ThreadPoolExecutor(1), max_batch_size=4, max_delay_s=0.05, max_queue=10
+            broken, [ThreadPoolExecutor(1)], max_batch_size=4, max_delay_s=0.05, max_queue=10
         )
         batcher.start()
         results = await asyncio.gather(*(batcher.submit([str(i)], None, 5) for i in range(3)), return_exceptions=True)
@@ -202,3 +202,93 @@ def test_close_finishes_in_flight_work_and_refuses_new_work() -> None:
         return [p.result() for p in pending]
 
     assert run(scenario) == [[f"X{i}"] for i in range(6)]
+
+
+class LaneRecorder:
+    """Records each batch's lanes and the most batches ever running at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.lanes: list[tuple[list[str], int]] = []
+        self.threads: list[str] = []
+        self.running = 0
+        self.most_running = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, items: list[str], key: Hashable, lanes: int) -> list[str]:
+        with self.lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        time.sleep(self.seconds)
+        with self.lock:
+            self.running -= 1
+            self.lanes.append((list(items), lanes))
+            self.threads.append(threading.current_thread().name.split("_")[0])
+        return [f"{item}:{key}" for item in items]
+
+
+def make_laned(recorder: LaneRecorder, **options: object) -> DynamicBatcher[str, str]:
+    defaults: dict[str, object] = {"max_batch_size": 2, "max_delay_s": 0, "max_queue": 100}
+    defaults.update(options)
+    lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"lane{i}") for i in range(2)]
+    return DynamicBatcher(recorder, lanes, **defaults)  # type: ignore[arg-type]
+
+
+def test_under_load_batches_overlap_on_one_lane_each() -> None:
+    recorder = LaneRecorder(seconds=0.05)
+
+    async def scenario() -> list[list[str]]:
+        batcher = make_laned(recorder)
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit([f"x{i}"], "k", 5) for i in range(12)))
+        await batcher.aclose()
+        return results
+
+    assert run(scenario) == [[f"x{i}:k"] for i in range(12)]
+    assert recorder.most_running == 2
+    # While others wait in the queue, a batch holds one lane; only the last ones may find it empty.
+    assert [lanes for _, lanes in recorder.lanes[:4]] == [1, 1, 1, 1]
+    assert all(len(items) <= 2 for items, _ in recorder.lanes)
+    assert set(recorder.threads) == {"lane0", "lane1"}
+
+
+def test_a_batch_with_nothing_queued_behind_it_takes_every_lane() -> None:
+    recorder = LaneRecorder(seconds=0.01)
+
+    async def scenario() -> None:
+        batcher = make_laned(recorder)
+        batcher.start()
+        for i in range(3):
+            await batcher.submit([f"lone{i}"], None, 5)
+        await batcher.aclose()
+
+    run(scenario)
+    assert [lanes for _, lanes in recorder.lanes] == [2, 2, 2]
+    assert recorder.most_running == 1
+    assert recorder.threads == ["lane0"] * 3  # only the first lane ever runs wide
+
+
+def test_an_exclusive_key_never_runs_beside_another_batch() -> None:
+    recorder = LaneRecorder(seconds=0.03)
+    overlaps: list[int] = []
+    inner = recorder.__call__
+
+    def checked(items: list[str], key: Hashable, lanes: int) -> list[str]:
+        if key == "seeded":
+            overlaps.append(recorder.running)
+            assert lanes == 2
+        return inner(items, key, lanes)
+
+    async def scenario() -> None:
+        batcher: DynamicBatcher[str, str] = DynamicBatcher(
+            checked, [ThreadPoolExecutor(1), ThreadPoolExecutor(1)], max_batch_size=1, max_delay_s=0, max_queue=100,
+            exclusive=lambda key: key == "seeded",
+        )
+        batcher.start()
+        keys = ["plain", "plain", "seeded", "plain", "plain", "seeded", "plain"]
+        await asyncio.gather(*(batcher.submit([f"{key}{i}"], key, 5) for i, key in enumerate(keys)))
+        await batcher.aclose()
+
+    run(scenario)
+    assert overlaps == [0, 0]
+    assert recorder.most_running == 2

@@ -1,12 +1,19 @@
-"""Dynamic batching: concurrent requests' examples merge into one forward pass, run off the event loop.
+"""Dynamic batching: concurrent requests' examples merge into forward passes, run off the event loop.
 
 Modelled on Seldon MLServer's adaptive batcher. One task on the event loop forms batches: it waits until
 ``max_batch_size`` examples of one key (requests that can share a forward pass) are queued, or until the
-oldest has waited ``max_delay_s``, whichever is first. Time the worker spends busy counts towards that
-wait, so under load batches leave full as soon as the worker frees up, and with a zero delay a lone
-request on an idle worker runs at once. The batch is the oldest example
-plus the queued examples closest to it in length, so padding stays small and no example starves. The
-queue is bounded; past the bound, or once closing, submissions are refused rather than slowed.
+oldest has waited ``max_delay_s``, whichever is first. Time the workers spend busy counts towards that
+wait, so under load batches leave full as soon as a worker frees up, and with a zero delay a lone
+request on an idle worker runs at once. The batch is the oldest example plus the queued examples closest
+to it in length, so padding stays small and no example starves. The queue is bounded; past the bound, or
+once closing, submissions are refused rather than slowed.
+
+Each executor is a lane, and up to one batch per lane runs at once. A batch that leaves nothing queued
+behind it takes every free lane and runs on the lowest; ``run_batch`` learns how many lanes it holds. On
+a CPU a lone batch can then use all cores for low latency, while under load each batch gets one lane's
+share and batches overlap, which wastes less time in the synchronisation of intra-op threads. Only the
+first lane ever runs wide, so idle intra-op threads of the other lanes never spin beside it. A key for
+which ``exclusive`` is true always runs alone.
 """
 
 import asyncio
@@ -85,17 +92,26 @@ class _Entry(Generic[T, R]):
 class DynamicBatcher(Generic[T, R]):
     def __init__(
         self,
-        run_batch: Callable[[list[T], Hashable], Sequence[R]],
-        executor: Executor,
+        run_batch: Callable[[list[T], Hashable, int], Sequence[R]],
+        lanes: Sequence[Executor],
         *,
         max_batch_size: int,
         max_delay_s: float,
         max_queue: int,
         length: Callable[[T], int] = lambda _: 0,
+        exclusive: Callable[[Hashable], bool] = lambda _: False,
         observer: BatchObserver | None = None,
     ) -> None:
+        """``run_batch(items, key, lanes_held)`` runs on the executor of the batch's lowest lane."""
+        if not lanes:
+            raise ValueError("a batcher needs at least one lane")
         self._run_batch = run_batch
-        self._executor = executor
+        self._executors = list(lanes)
+        self._lanes = len(self._executors)
+        self._free = list(range(self._lanes))
+        self._freed = asyncio.Event()
+        self._exclusive = exclusive
+        self._runs: set[asyncio.Task[None]] = set()
         self._max_batch = max_batch_size
         self._max_delay = max_delay_s
         self._max_queue = max_queue
@@ -107,7 +123,6 @@ class DynamicBatcher(Generic[T, R]):
         self._order = 0
         self._arrived = asyncio.Event()
         self._drained = asyncio.Event()
-        self._running = False
         self._closing = False
         self._seconds_per_example = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -152,7 +167,7 @@ class DynamicBatcher(Generic[T, R]):
         """Refuse new work, finish everything queued or running, then stop."""
         self._closing = True
         self._arrived.set()
-        if self._depth or self._running:
+        if self._depth or self._busy:
             await self._drained.wait()
         if self._task is not None:
             self._task.cancel()
@@ -167,7 +182,7 @@ class DynamicBatcher(Generic[T, R]):
         self._observer.queue_depth(depth)
 
     def _retry_after(self) -> int:
-        return max(1, min(60, math.ceil(self._max_delay + self._depth * self._seconds_per_example)))
+        return max(1, min(60, math.ceil(self._max_delay + self._depth * self._seconds_per_example / self._lanes)))
 
     def _withdraw(self, entries: list[_Entry[T, R]]) -> None:
         """Examples of a request that gave up leave the queue; the batch loop skips them lazily."""
@@ -183,7 +198,7 @@ class DynamicBatcher(Generic[T, R]):
             self._signal_if_drained()
 
     def _signal_if_drained(self) -> None:
-        if self._closing and not self._depth and not self._running:
+        if self._closing and not self._depth and not self._busy:
             self._drained.set()
 
     def _oldest(self) -> tuple[int, Hashable] | None:
@@ -203,16 +218,35 @@ class DynamicBatcher(Generic[T, R]):
     async def _form_batches(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            await self._lanes_free(1)
             oldest = self._oldest()
             if oldest is None:
                 self._arrived.clear()
                 await self._arrived.wait()
                 continue
             key = oldest[1]
+            exclusive = self._exclusive(key)
+            if exclusive and self._busy:
+                await self._lanes_free(self._lanes)
+                continue
             await self._fill(key)
             batch = self._take(key)
-            if batch:
-                await self._run(loop, key, batch)
+            if not batch:
+                continue
+            held = sorted(self._free) if exclusive or not self._depth else [min(self._free)]
+            self._free = [lane for lane in self._free if lane not in held]
+            run = loop.create_task(self._run(loop, key, batch, held))
+            self._runs.add(run)
+            run.add_done_callback(self._runs.discard)
+
+    @property
+    def _busy(self) -> int:
+        return self._lanes - len(self._free)
+
+    async def _lanes_free(self, count: int) -> None:
+        while len(self._free) < count:
+            self._freed.clear()
+            await self._freed.wait()
 
     async def _fill(self, key: Hashable) -> None:
         deadline = self._queues[key][0].enqueued + self._max_delay
@@ -249,12 +283,15 @@ class DynamicBatcher(Generic[T, R]):
         self._set_depth(self._depth - len(chosen))
         return sorted(chosen, key=lambda e: e.length)
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, key: Hashable, batch: list[_Entry[T, R]]) -> None:
-        self._running = True
+    async def _run(
+        self, loop: asyncio.AbstractEventLoop, key: Hashable, batch: list[_Entry[T, R]], held: list[int]
+    ) -> None:
         started = time.monotonic()
         queued_s = [started - entry.enqueued for entry in batch]
         try:
-            results = await loop.run_in_executor(self._executor, self._run_batch, [e.item for e in batch], key)
+            items = [e.item for e in batch]
+            executor = self._executors[held[0]]
+            results = await loop.run_in_executor(executor, self._run_batch, items, key, len(held))
         except Exception as exc:
             for entry in batch:
                 if not entry.future.done():
@@ -268,6 +305,7 @@ class DynamicBatcher(Generic[T, R]):
             self._seconds_per_example += RATE_SMOOTHING * (run_s / len(batch) - self._seconds_per_example)
             for entry in batch:
                 entry.state = "done"
-            self._running = False
+            self._free.extend(held)
+            self._freed.set()
             self._observer.batch(len(batch), queued_s, run_s)
             self._signal_if_drained()

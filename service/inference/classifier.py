@@ -1,5 +1,6 @@
 """One batched forward pass of a sequence classifier, turned into labels and probabilities."""
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,15 +34,16 @@ class Classifier:
         self._threshold = threshold
         unk = getattr(loaded.tokenizer.model, "unk_token", None)
         self._unk_id = loaded.tokenizer.token_to_id(unk) if unk else None
-        # The encoder's last hidden state, caught on its way to the head rather than asking for every layer's.
-        self._hidden: torch.Tensor | None = None
+        # The encoder's last hidden state, caught on its way to the head rather than asking for every layer's;
+        # per thread, as batches run on several worker threads at once.
+        self._caught = threading.local()
         hidden_size = getattr(loaded.model.config, "hidden_size", None)
         self._sketch = EmbeddingSketch(hidden_size) if isinstance(hidden_size, int) else None
         if self._sketch is not None:
             loaded.model.base_model.register_forward_hook(self._keep_hidden)
 
     def _keep_hidden(self, _module: Any, _inputs: Any, output: Any) -> None:
-        self._hidden = output[0]
+        self._caught.hidden = output[0]
 
     def encode(self, texts: Sequence[str]) -> list[Encoded]:
         return self._encoder.encode(texts, self._loaded.max_length)
@@ -54,11 +56,12 @@ class Classifier:
                 input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)
             ).logits.float()
             sketches = None
-            if self._sketch is not None and self._hidden is not None:
+            hidden: torch.Tensor | None = getattr(self._caught, "hidden", None)
+            if self._sketch is not None and hidden is not None:
                 mask = attention_mask.to(device).unsqueeze(-1).float()
-                pooled = (self._hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                pooled = (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
                 sketches = self._sketch(pooled.cpu().numpy())
-            self._hidden = None
+            self._caught.hidden = None
         probs = torch.sigmoid(logits) if self._loaded.task is Task.multi_label else torch.softmax(logits, dim=-1)
         return probs.cpu(), sketches
 

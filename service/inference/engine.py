@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import torch
+
 from monitors.drift_features import classifier_log_features
 from monitors.inference_metrics import InferenceMetrics
 from monitors.prediction_log import PredictionLog, PredictionRecord
@@ -18,6 +20,7 @@ from service.inference.classifier import Classifier, ClassOutput
 from service.inference.encoding import Encoded
 from service.inference.generator import GenerationParams, Generator, GenOutput
 from service.inference.loader import LoadedModel, Task
+from service.inference.threads import LaneThreads, default_lanes
 from service.schemas.inference import (
     GenerateRequest,
     GenerateResponse,
@@ -47,16 +50,21 @@ class InferenceEngine:
         self._settings = settings
         self._log = prediction_log
         self._metrics = InferenceMetrics(loaded.name, loaded.labels)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="heldout-inference")
+        on_gpu = loaded.device.type != "cpu"
+        threads = settings.torch_threads or torch.get_num_threads()
+        lanes = settings.concurrent_batches or default_lanes(threads, on_gpu)
+        self._threads = LaneThreads(threads, lanes, on_gpu)
+        self._lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"heldout-inference-{i}") for i in range(lanes)]
         self._classifier = Classifier(loaded, settings.multilabel_threshold) if loaded.task.classifies else None
         self._generator = None if loaded.task.classifies else Generator(loaded)
         self._batcher: DynamicBatcher[Encoded, Any] = DynamicBatcher(
             self._run_batch,
-            self._executor,
+            self._lanes,
             max_batch_size=settings.max_batch_size or default_batch_size(loaded),
             max_delay_s=settings.max_batch_delay_ms / 1000,
             max_queue=settings.max_queue,
             length=lambda example: len(example.ids),
+            exclusive=_seeded_sampling,
             observer=self._metrics,
         )
         self._nonces = itertools.count(1)
@@ -80,7 +88,7 @@ class InferenceEngine:
 
     async def start(self) -> None:
         """Warm up with one forward pass, then accept requests; /readyz turns 200 only after this."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._warm_up)
+        await asyncio.get_running_loop().run_in_executor(self._lanes[0], self._warm_up)
         self._log.start()
         self._batcher.start()
         info = self.info()
@@ -91,7 +99,8 @@ class InferenceEngine:
         """Finish every queued and running request, then stop the worker and flush the log."""
         self._closing = True
         await self._batcher.aclose()
-        await asyncio.to_thread(self._executor.shutdown, True)
+        for lane in self._lanes:
+            await asyncio.to_thread(lane.shutdown, True)
         await asyncio.to_thread(self._log.close)
 
     def _warm_up(self) -> None:
@@ -108,7 +117,8 @@ class InferenceEngine:
         assert self._generator is not None and isinstance(key, tuple)
         return self._generator.encode(texts, key[0])
 
-    def _run_batch(self, examples: list[Encoded], key: Hashable) -> Sequence[Any]:
+    def _run_batch(self, examples: list[Encoded], key: Hashable, lanes: int) -> Sequence[Any]:
+        self._threads.use(lanes)
         if self._classifier is not None:
             return self._classifier(examples)
         assert self._generator is not None and isinstance(key, tuple)
@@ -235,6 +245,11 @@ class InferenceEngine:
                 )
             )
         self._log.record(records)
+
+
+def _seeded_sampling(key: Hashable) -> bool:
+    """Seeded sampling seeds torch's one global generator, so no other batch may draw from it meanwhile."""
+    return isinstance(key, tuple) and key[1] != 0
 
 
 def _problem(exc: BatcherRejected) -> ProblemError:

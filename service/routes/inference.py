@@ -1,6 +1,6 @@
 """Model serving: parse, hand to the inference engine, return."""
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from service.auth import Role, require
 from service.errors import ProblemError
@@ -32,8 +32,10 @@ async def models(request: Request) -> list[ModelInfo]:
     dependencies=[Depends(require(Role.evaluator))],
     responses=SERVING_ERRORS,
 )
-async def predict(body: PredictRequest, request: Request) -> PredictResponse:
-    return await _engine(request).predict(body)
+async def predict(body: PredictRequest, request: Request) -> Response:
+    # Serialized here: returned as a model, FastAPI would validate the response a second time.
+    response = await _engine(request).predict(body)
+    return Response(response.model_dump_json(exclude_none=True), media_type="application/json")
 
 
 @router.post(
