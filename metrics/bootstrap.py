@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Rows of example-level counts generated at once: bounds memory to about CHUNK_CELLS * 8 bytes.
-CHUNK_CELLS = 4_000_000
-
+# Example-level counts generated at once: about CHUNK_CELLS * 8 bytes per buffer. Kept below glibc's
+# 32 MiB mmap threshold so the buffers are reused rather than mapped and faulted in for every chunk.
+CHUNK_CELLS = 1_000_000
 
 @dataclass(frozen=True)
 class Interval:
@@ -48,22 +48,34 @@ def example_count_chunks(
     statistics of each resample.
     """
     rows_per_chunk = max(1, chunk_cells // max(1, n_examples))
+    offsets = (np.arange(rows_per_chunk, dtype=np.int64) * n_examples)[:, None]
     done = 0
     while done < n_resamples:
         rows = min(rows_per_chunk, n_resamples - done)
         idx = rng.integers(0, n_examples, size=(rows, n_examples))
-        idx += (np.arange(rows, dtype=np.int64) * n_examples)[:, None]
+        idx += offsets[:rows]
         yield np.bincount(idx.ravel(), minlength=rows * n_examples).reshape(rows, n_examples)
         done += rows
 
 
 def resampled_sums(stats: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_resamples, d) column sums of ``stats`` (n_examples, d) over bootstrap resamples of its rows."""
+    """(n_resamples, d) column sums of ``stats`` (n_examples, d) over bootstrap resamples of its rows.
+
+    Counts go through one reused float buffer into a BLAS product; a fresh float copy per chunk cost
+    as much as the product.
+    """
     stats = np.asarray(stats, dtype=np.float64)
     if stats.ndim == 1:
         stats = stats[:, None]
-    parts = [chunk.astype(np.float64) @ stats for chunk in example_count_chunks(len(stats), n_resamples, rng)]
-    return np.concatenate(parts, axis=0) if parts else np.zeros((0, stats.shape[1]))
+    out = np.empty((n_resamples, stats.shape[1]))
+    buffer = np.empty((min(n_resamples, max(1, CHUNK_CELLS // max(1, len(stats)))), len(stats)))
+    done = 0
+    for chunk in example_count_chunks(len(stats), n_resamples, rng):
+        rows = len(chunk)
+        np.copyto(buffer[:rows], chunk, casting="unsafe")
+        np.matmul(buffer[:rows], stats, out=out[done : done + rows])
+        done += rows
+    return out
 
 
 def percentile_interval(samples: np.ndarray, level: float) -> Interval:

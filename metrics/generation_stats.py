@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from itertools import chain, compress
+from itertools import chain
 from re import Match
 from typing import Any, ClassVar
 
@@ -32,6 +32,7 @@ import numpy as np
 from sacrebleu.metrics import BLEU, CHRF, TER
 from sacrebleu.metrics.base import Metric
 from sacrebleu.tokenizers.tokenizer_re import TokenizerRegexp
+from threadpoolctl import threadpool_limits
 
 from metrics.errors import MetricInputError
 
@@ -166,15 +167,13 @@ class _RegexpNoTemplate:
     Its first rule pads each character of one ASCII class with spaces: one ``str.replace`` per
     character, the space first so that the spaces added for the others are not padded again. Its
     second rule, which Python's regex engine tries at every position, becomes a scan for runs of
-    periods and commas (``_period_after_run``); the others keep their regexes with equivalent
-    callables. Rules are skipped when the characters they need are absent.
+    periods and commas (``_period_after_run``); the third and fourth become a split and a join on their
+    character (``_space_where``). Rules are skipped when the characters they need are absent.
     """
 
     def __init__(self) -> None:
-        rules = TokenizerRegexp()._re
-        single_chars = rules[0][0]
+        single_chars = TokenizerRegexp()._re[0][0]
         self._padded = sorted((chr(c) for c in range(128) if single_chars.fullmatch(chr(c))), key=" ".__ne__)
-        (_, _), (self._period_before, _), (self._dash, _) = rules[1:]
 
     def spaced(self, text: str) -> str:
         """The rules' output before whitespace is normalised."""
@@ -183,9 +182,13 @@ class _RegexpNoTemplate:
                 text = text.replace(char, f" {char} ")
         if "." in text or "," in text:
             text = _PERIOD_RUN.sub(_period_after_run, text)
-            text = self._period_before.sub(_space_before_and_between, text)
+            # Rule 3, ``([\.,])([^0-9])`` -> `` \1 \2``. After rule 2 no two periods or commas touch, so its
+            # matches never chain: each one followed by a non-digit gets a space on each side.
+            text = _space_where(text, ".", before=True)
+            text = _space_where(text, ",", before=True)
         if "-" in text:
-            text = self._dash.sub(_space_between_and_after, text)
+            # Rule 4, ``([0-9])(-)`` -> ``\1 \2 ``: a dash after a digit gets a space on each side.
+            text = _space_where(text, "-", before=False)
         return text
 
     def __call__(self, line: str) -> str:
@@ -213,12 +216,23 @@ def _period_after_run(match: Match[str]) -> str:
     return out + rest[-1] if len(rest) % 2 else out
 
 
-def _space_between_and_after(match: Match[str]) -> str:
-    return f"{match[1]} {match[2]} "
+_DIGITS = frozenset("0123456789")
 
 
-def _space_before_and_between(match: Match[str]) -> str:
-    return f" {match[1]} {match[2]}"
+def _space_where(text: str, char: str, *, before: bool) -> str:
+    """A space each side of every ``char`` that a non-digit follows (``before``) or that a digit precedes:
+    a split and a join, far cheaper than a regex scan with replacements.
+    """
+    parts = text.split(char)
+    if before:
+        joins = (f" {char} " if nxt and nxt[0] not in _DIGITS else char for nxt in parts[1:])
+    else:
+        joins = (f" {char} " if prev and prev[-1] in _DIGITS else char for prev in parts[:-1])
+    out = [parts[0]]
+    for join, part in zip(joins, parts[1:], strict=True):
+        out.append(join)
+        out.append(part)
+    return "".join(out)
 
 
 def _clean_13a(line: str) -> str:
@@ -262,8 +276,8 @@ class _BleuTokenizer:
         self._bulk_13a = _RegexpNoTemplate() if spec.tokenize == "13a" else None
         self._lowercase = spec.lowercase
 
-    def __call__(self, lines: list[str]) -> tuple[list[str], np.ndarray]:
-        """All segments' tokens, concatenated, and each segment's token count."""
+    def __call__(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """All segments' token ids, concatenated; each segment's token count; the vocabulary, by id."""
         if self._bulk_13a is not None and lines:
             if self._lowercase:
                 lines = [line.lower() for line in lines]
@@ -275,26 +289,27 @@ class _BleuTokenizer:
             separator = next((char for char in _SEPARATORS if char not in text), None)
             if separator is not None:
                 joined = f" {separator} ".join(lines)
-                tokens = self._bulk_13a.spaced(f" {joined} ").split()
-                bounds = np.flatnonzero(np.fromiter(map(separator.__eq__, tokens), dtype=bool, count=len(tokens)))
-                lengths = np.diff(bounds, prepend=-1, append=len(tokens)) - 1
-                return list(compress(tokens, map(separator.__ne__, tokens))), lengths
+                ids, vocabulary = _token_ids(self._bulk_13a.spaced(f" {joined} ").split())
+                # The separator, when there is one, is the one token no rule makes: it marks the boundaries.
+                is_separator = ids == vocabulary.index(separator) if separator in vocabulary else ids < 0
+                bounds = np.flatnonzero(is_separator)
+                lengths = np.diff(bounds, prepend=-1, append=ids.size) - 1
+                return ids[~is_separator], lengths, vocabulary
         tokenized = [self._metric._preprocess_segment(line).split() for line in lines]
         lengths = np.fromiter(map(len, tokenized), dtype=np.int64, count=len(tokenized))
-        return list(chain.from_iterable(tokenized)), lengths
+        ids, vocabulary = _token_ids(list(chain.from_iterable(tokenized)))
+        return ids, lengths, vocabulary
+
+
+def _token_ids(tokens: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Integer ids in order of first appearance, and the tokens by id."""
+    vocabulary = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    ids = np.fromiter(map(vocabulary.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+    return ids, list(vocabulary)
 
 
 # Control characters that are neither whitespace to ``str.split`` nor touched by any 13a rule.
 _SEPARATORS = [chr(c) for c in (*range(0x00, 0x09), *range(0x0E, 0x1C))]
-
-
-def _group_max(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct keys and the largest value of each."""
-    order = np.lexsort((values, keys))
-    keys, values = keys[order], values[order]
-    last = np.ones(keys.size, dtype=bool)
-    last[:-1] = keys[1:] != keys[:-1]
-    return keys[last], values[last]
 
 
 def _bleu_statistics(
@@ -302,58 +317,79 @@ def _bleu_statistics(
 ) -> np.ndarray:
     """(n_systems, n_segments, width) BLEU statistics, as sacrebleu's per-segment Counters give them.
 
-    Tokens become integer ids and order-n n-grams ids of (order n-1 id, next token id) pairs, so
-    hypothesis counts, each reference's counts, their maximum per segment and the clipped matches
-    are sort-based group-bys in numpy rather than a Counter per segment and order.
+    Tokens become integer ids. For each order, every position where an n-gram starts gets a key
+    (segment, n-gram, role), where the role is a system or one of the segment's references, and one
+    sort groups the keys: a run of equal (segment, n-gram) holds every count sacrebleu's Counters
+    would, so clipped matches are a min against the references' max per run. Unigrams are named by
+    their token ids; a longer n-gram by its run's number, unique within its segment (all matching is).
+    A name extended by one token id keys the next order, so keys stay small without a global n-gram
+    table.
     """
     n_seg, n_sys = len(references), len(systems)
     ref_counts = np.fromiter((len(refs) for refs in references), dtype=np.int64, count=n_seg)
     lines = [hyp for hyps in systems for hyp in hyps]
     lines += [ref for refs in references for ref in refs]
-    flat, lengths = _BleuTokenizer(spec)(lines)
-    vocab = {token: i for i, token in enumerate(dict.fromkeys(flat))}
-    ids = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
+    ids, lengths, vocabulary = _BleuTokenizer(spec)(lines)
     n_hyp_docs = n_sys * n_seg
     doc = np.repeat(np.arange(lengths.size), lengths)
     remaining = np.repeat(np.cumsum(lengths), lengths) - np.arange(ids.size)  # tokens left in the doc
     ref_seg = np.repeat(np.arange(n_seg), ref_counts)
+    # Per document: its segment, and its role (system k is k; the j-th reference is n_sys + j).
+    first_ref = np.cumsum(ref_counts) - ref_counts
+    doc_seg = np.concatenate([np.tile(np.arange(n_seg), n_sys), ref_seg])
+    doc_role = np.concatenate(
+        [np.repeat(np.arange(n_sys), n_seg), n_sys + np.arange(ref_seg.size) - first_ref[ref_seg]]
+    )
+    roles = n_sys + int(ref_counts.max(initial=0))
+    pos_seg, pos_role = doc_seg[doc], doc_role[doc]
 
     hyp_len = lengths[:n_hyp_docs].reshape(n_sys, n_seg)
     ref_len = lengths[n_hyp_docs:]
-    # sacrebleu's closest reference length: the smallest distance, ties to the shorter reference.
-    scale = int(ref_len.max(initial=0)) + 1
-    closest = np.empty((n_sys, n_seg), dtype=np.int64)
-    for k in range(n_sys):
-        _, best = _group_max(ref_seg, -(np.abs(hyp_len[k][ref_seg] - ref_len) * scale + ref_len))
-        closest[k] = -best % scale
+    closest = _closest_ref_len(hyp_len, ref_len, ref_seg, n_seg)
 
     orders = range(1, spec.max_ngram_order + 1)
-    correct = np.zeros((len(orders), n_hyp_docs), dtype=np.int64)
-    grams = ids
+    correct = np.zeros((len(orders), n_sys, n_seg), dtype=np.int64)
+    names = ids  # each position's (n-1)-gram: token ids, then run numbers within the segment
     for n in orders:
         at = np.flatnonzero(remaining >= n)
-        if n > 1:
-            _, grams_at = np.unique(grams[at] * (len(vocab) + 1) + ids[at + n - 1], return_inverse=True)
-            grams = np.full(ids.size, -1, dtype=np.int64)
-            grams[at] = grams_at
-        width = int(grams.max(initial=0)) + 1
-        per_doc, count = np.unique(doc[at] * width + grams[at], return_counts=True)
-        docs, gram = np.divmod(per_doc, width)
-        is_ref = docs >= n_hyp_docs
-        ref_keys, ref_max = _group_max(ref_seg[docs[is_ref] - n_hyp_docs] * width + gram[is_ref], count[is_ref])
-        hyp_docs, hyp_keys = docs[~is_ref], (docs[~is_ref] % n_seg) * width + gram[~is_ref]
-        slot = np.searchsorted(ref_keys, hyp_keys)
-        found = np.flatnonzero(slot < ref_keys.size)
-        found = found[ref_keys[slot[found]] == hyp_keys[found]]
-        in_ref = np.zeros(hyp_keys.size, dtype=np.int64)
-        in_ref[found] = ref_max[slot[found]]
-        correct[n - 1] = np.bincount(hyp_docs, weights=np.minimum(count[~is_ref], in_ref), minlength=n_hyp_docs)
+        key = ids[at] if n == 1 else names[at] * (len(vocabulary) + 1) + ids[at + n - 1]
+        span = int(key.max(initial=0)) + 1
+        if n_seg * span * roles >= 2**62:  # never at chunk sizes, but keys must not overflow
+            key = np.unique(key, return_inverse=True)[1]
+            span = int(key.max(initial=0)) + 1
+        composite = (pos_seg[at] * span + key) * roles + pos_role[at]
+        # Only the middle orders name n-grams for the next one; the others need no way back to positions.
+        named = 1 < n < spec.max_ngram_order
+        order = np.argsort(composite) if named else None
+        seg_gram, role = np.divmod(composite[order] if order is not None else np.sort(composite), roles)
+        starts = np.ones(seg_gram.size, dtype=bool)
+        starts[1:] = seg_gram[1:] != seg_gram[:-1]
+        run = np.cumsum(starts) - 1
+        n_runs = int(run[-1]) + 1 if run.size else 0
+        counts = np.bincount(run * roles + role, minlength=n_runs * roles).reshape(n_runs, roles)
+        ref_max = counts[:, n_sys:].max(axis=1, initial=0)
+        run_seg = seg_gram[starts] // span
+        for k in range(n_sys):
+            correct[n - 1, k] = np.bincount(run_seg, weights=np.minimum(counts[:, k], ref_max), minlength=n_seg)
+        if order is not None:
+            names = np.zeros(ids.size, dtype=np.int64)
+            names[at[order]] = run
 
     total = np.maximum(0, hyp_len[None] - np.arange(len(orders))[:, None, None])
-    stats = np.concatenate(
-        [hyp_len[None], closest[None], correct.reshape(len(orders), n_sys, n_seg), total]
-    )
+    stats = np.concatenate([hyp_len[None], closest[None], correct, total])
     return stats.transpose(1, 2, 0).astype(spec.dtype)
+
+
+def _closest_ref_len(hyp_len: np.ndarray, ref_len: np.ndarray, ref_seg: np.ndarray, n_seg: int) -> np.ndarray:
+    """sacrebleu's closest reference length per system and segment: the smallest distance, ties to the shorter."""
+    closest = np.empty(hyp_len.shape, dtype=np.int64)
+    scale = int(ref_len.max(initial=0)) + 1
+    for k, lengths in enumerate(hyp_len):
+        distance = np.abs(lengths[ref_seg] - ref_len) * scale + ref_len
+        best = np.full(n_seg, np.iinfo(np.int64).max)
+        np.minimum.at(best, ref_seg, distance)
+        closest[k] = best % scale
+    return closest
 
 
 def chunk_statistics(
@@ -381,12 +417,19 @@ _POOLS: dict[int, ProcessPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
 
+def _single_threaded_blas() -> None:
+    """Worker initializer: the pool is the parallelism, so each worker's BLAS runs on one thread."""
+    threadpool_limits(1)
+
+
 def _pool(workers: int) -> ProcessPoolExecutor:
     """A pool per worker count, started once: spawn keeps it safe next to threads (web servers, torch)."""
     with _POOLS_LOCK:
         pool = _POOLS.get(workers)
         if pool is None:
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_single_threaded_blas
+            )
             _POOLS[workers] = pool
         return pool
 
