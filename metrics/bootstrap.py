@@ -6,7 +6,6 @@ match totals), the counts can be drawn directly over those cells, or multiplied 
 statistics, which is exact and far cheaper than re-running a metric per resample.
 """
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +13,7 @@ import numpy as np
 # Example-level counts generated at once: about CHUNK_CELLS * 8 bytes per buffer. Kept below glibc's
 # 32 MiB mmap threshold so the buffers are reused rather than mapped and faulted in for every chunk.
 CHUNK_CELLS = 1_000_000
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -39,42 +39,31 @@ def cell_counts_resamples(cell_counts: np.ndarray, n_resamples: int, rng: np.ran
     return rng.multinomial(total, counts / total, size=n_resamples)
 
 
-def example_count_chunks(
-    n_examples: int, n_resamples: int, rng: np.random.Generator, chunk_cells: int = CHUNK_CELLS
-) -> Iterator[np.ndarray]:
-    """Yield (rows, n_examples) int matrices; row r says how often each example appears in resample r.
-
-    Multiply a chunk into a per-example statistics matrix (``chunk @ stats``) to get the summed
-    statistics of each resample.
-    """
-    rows_per_chunk = max(1, chunk_cells // max(1, n_examples))
-    offsets = (np.arange(rows_per_chunk, dtype=np.int64) * n_examples)[:, None]
-    done = 0
-    while done < n_resamples:
-        rows = min(rows_per_chunk, n_resamples - done)
-        idx = rng.integers(0, n_examples, size=(rows, n_examples))
-        idx += offsets[:rows]
-        yield np.bincount(idx.ravel(), minlength=rows * n_examples).reshape(rows, n_examples)
-        done += rows
-
-
 def resampled_sums(stats: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
     """(n_resamples, d) column sums of ``stats`` (n_examples, d) over bootstrap resamples of its rows.
 
-    Counts go through one reused float buffer into a BLAS product; a fresh float copy per chunk cost
-    as much as the product.
+    Each resample draws n example indices and counts them (a multinomial count vector over the
+    examples); the counts times ``stats`` are the resample's sums. Counting one resample at a time keeps
+    the counts in cache, and integer statistics whose sums stay below 2**24 multiply in float32, which
+    is then exact and halves the memory the product streams through.
     """
     stats = np.asarray(stats, dtype=np.float64)
     if stats.ndim == 1:
         stats = stats[:, None]
+    n = len(stats)
+    exact_in_float32 = (
+        n > 0 and bool((stats >= 0).all()) and bool((stats == np.round(stats)).all()) and n * stats.max() < 2**24
+    )
+    weights = stats.astype(np.float32) if exact_in_float32 else stats
     out = np.empty((n_resamples, stats.shape[1]))
-    buffer = np.empty((min(n_resamples, max(1, CHUNK_CELLS // max(1, len(stats)))), len(stats)))
-    done = 0
-    for chunk in example_count_chunks(len(stats), n_resamples, rng):
-        rows = len(chunk)
-        np.copyto(buffer[:rows], chunk, casting="unsafe")
-        np.matmul(buffer[:rows], stats, out=out[done : done + rows])
-        done += rows
+    rows = max(1, min(n_resamples, CHUNK_CELLS // max(1, n)))
+    counts = np.empty((rows, n), dtype=weights.dtype)
+    for start in range(0, n_resamples, rows):
+        block = min(rows, n_resamples - start)
+        draws = rng.integers(0, n, size=(block, n))
+        for row in range(block):
+            counts[row] = np.bincount(draws[row], minlength=n)
+        out[start : start + block] = counts[:block] @ weights
     return out
 
 
