@@ -16,9 +16,11 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.preprocessing import MultiLabelBinarizer
+from sqlalchemy import func, select
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from metrics.evaluate_modules import module_path
+from service.db.models import PredictionLogEntry
 from tests.conftest import auth
 from tests.holdout_fixtures import jsonl, uploaded
 from tests.inference_fixtures import CLASSIFIER_LABELS, MULTI_LABELS
@@ -79,6 +81,16 @@ def sample(text: str, name: str, labels: dict[str, str]) -> float | None:
     return None
 
 
+def served_predictions(text: str) -> float:
+    """heldout_predictions_total over all labels (the registry outlives each app in this process)."""
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "heldout_predictions_total"
+    )
+
+
 @pytest.fixture
 def perturbed_classifier(classifier_dir: Path, tmp_path: Path) -> Path:
     """The tiny classifier with a shifted head: another model version, with different predictions."""
@@ -97,6 +109,7 @@ def test_lifecycle_result_and_series(database_url: str, serve: Callable[..., Any
     rows = sentiment_rows(60)
     with serve(classifier_dir, database_url=database_url, **FAST) as client:
         test_set = uploaded(client, jsonl(rows), name="sentiment")
+        served_before = served_predictions(client.get("/metrics").text)
         result = run(client, {"test_set": "sentiment"})
         assert result["status"] == "succeeded", result["error"]
         assert result["progress"] == {"done": 60, "total": 60}
@@ -129,6 +142,16 @@ def test_lifecycle_result_and_series(database_url: str, serve: Callable[..., Any
             )
         assert (sample(text, "heldout_evaluations_total", {"status": "succeeded"}) or 0) >= 1
         assert (sample(text, "heldout_evaluation_duration_seconds_count", {}) or 0) >= 1
+        # Scoring the blind set is not live traffic: nothing logged for drift or feedback, nothing counted.
+        client.app.state.inference.flush_log()  # type: ignore[attr-defined]
+        with client.app.state.db.session() as session:  # type: ignore[attr-defined]
+            assert session.scalar(select(func.count()).select_from(PredictionLogEntry)) == 0
+        assert served_predictions(text) == served_before
+        served = client.post("/v1/predict", headers=auth("evaluator"), json={"inputs": [rows[0]["text"]]})
+        assert served.status_code == 200
+        client.app.state.inference.flush_log()  # type: ignore[attr-defined]
+        with client.app.state.db.session() as session:  # type: ignore[attr-defined]
+            assert session.scalar(select(func.count()).select_from(PredictionLogEntry)) == 1
     if shutil.which("promtool"):
         checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
         assert checked.returncode == 0 and not checked.stdout and not checked.stderr, checked.stdout + checked.stderr

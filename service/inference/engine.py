@@ -124,7 +124,9 @@ class InferenceEngine:
         assert self._generator is not None and isinstance(key, tuple)
         return self._generator(examples, key[0])
 
-    async def predict(self, body: PredictRequest) -> PredictResponse:
+    async def predict(self, body: PredictRequest, *, record: bool = True) -> PredictResponse:
+        """``record=False`` is for scoring a blind test set: served predictions are logged (for drift and
+        feedback) and counted; test-set inputs are neither, so they never pass for live traffic."""
         if self._classifier is None:
             raise ProblemError(409, f"model {self.loaded.name} is a {self.loaded.task} model; use /v1/generate")
         self._check_count(body.inputs)
@@ -141,11 +143,13 @@ class InferenceEngine:
             )
             for pid, out in zip(ids, outputs, strict=True)
         ]
-        self._metrics.predicted(out.label for out in outputs)
-        self._log_predictions(body.inputs, ids, outputs)
+        if record:
+            self._metrics.predicted(out.label for out in outputs)
+            self._log_predictions(body.inputs, ids, outputs)
         return PredictResponse(model=self.loaded.name, model_version=self.loaded.version, predictions=predictions)
 
-    async def generate(self, body: GenerateRequest) -> GenerateResponse:
+    async def generate(self, body: GenerateRequest, *, record: bool = True) -> GenerateResponse:
+        """``record`` as for ``predict``."""
         if self._generator is None:
             raise ProblemError(409, f"model {self.loaded.name} is a {self.loaded.task} model; use /v1/predict")
         self._check_count(body.inputs)
@@ -157,8 +161,9 @@ class InferenceEngine:
         nonce = next(self._nonces) if body.do_sample and body.seed is not None else 0
         outputs: list[GenOutput] = await self._submit(body.inputs, (params, nonce))
         ids = [str(uuid.uuid4()) for _ in outputs]
-        self._metrics.generated(len(outputs), sum(out.tokens for out in outputs))
-        self._log_predictions(body.inputs, ids, outputs)
+        if record:
+            self._metrics.generated(len(outputs), sum(out.tokens for out in outputs))
+            self._log_predictions(body.inputs, ids, outputs)
         generations = [
             Generation(id=pid, text=out.text, tokens=out.tokens, truncated=out.truncated)
             for pid, out in zip(ids, outputs, strict=True)

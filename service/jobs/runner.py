@@ -62,8 +62,8 @@ class EngineRunner:
                 request = GenerateRequest(
                     inputs=inputs, max_new_tokens=int(options.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
                 )
-                return [out.text for out in (await self._engine.generate(request)).outputs]
-            predicted = await self._engine.predict(PredictRequest(inputs=inputs))
+                return [out.text for out in (await self._engine.generate(request, record=False)).outputs]
+            predicted = await self._engine.predict(PredictRequest(inputs=inputs), record=False)
             return [p.label for p in predicted.predictions]
         except ProblemError as exc:
             if exc.status in TRANSIENT:
