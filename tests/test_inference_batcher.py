@@ -292,3 +292,22 @@ def test_an_exclusive_key_never_runs_beside_another_batch() -> None:
     run(scenario)
     assert overlaps == [0, 0]
     assert recorder.most_running == 2
+
+
+def test_a_lone_batch_runs_wide_only_when_every_lane_is_free() -> None:
+    recorder = LaneRecorder(seconds=0.1)
+
+    async def scenario() -> None:
+        lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"lane{i}") for i in range(3)]
+        batcher: DynamicBatcher[str, str] = DynamicBatcher(
+            recorder, lanes, max_batch_size=1, max_delay_s=0, max_queue=9
+        )
+        batcher.start()
+        # "a" leaves "b" queued, so it takes one lane; "b" then leaves nothing queued, but a lane is busy.
+        await asyncio.gather(batcher.submit(["a"], None, 5), batcher.submit(["b"], None, 5))
+        await batcher.submit(["c"], None, 5)  # every lane free and nothing queued: all three
+        await batcher.aclose()
+
+    run(scenario)
+    held = {items[0]: (lanes, thread) for (items, lanes), thread in zip(recorder.lanes, recorder.threads, strict=True)}
+    assert held == {"a": (1, "lane0"), "b": (1, "lane1"), "c": (3, "lane0")}

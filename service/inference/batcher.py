@@ -8,12 +8,12 @@ request on an idle worker runs at once. The batch is the oldest example plus the
 to it in length, so padding stays small and no example starves. The queue is bounded; past the bound, or
 once closing, submissions are refused rather than slowed.
 
-Each executor is a lane, and up to one batch per lane runs at once. A batch that leaves nothing queued
-behind it takes every free lane and runs on the lowest; ``run_batch`` learns how many lanes it holds. On
-a CPU a lone batch can then use all cores for low latency, while under load each batch gets one lane's
-share and batches overlap, which wastes less time in the synchronisation of intra-op threads. Only the
-first lane ever runs wide, so idle intra-op threads of the other lanes never spin beside it. A key for
-which ``exclusive`` is true always runs alone.
+Each executor is a lane, and up to one batch per lane runs at once. A batch that finds every lane free
+and leaves nothing queued behind it takes them all and runs on the first; ``run_batch`` learns how many
+lanes it holds. On a CPU a lone batch can then use all cores for low latency, while under load each
+batch gets one lane's share and batches overlap, which wastes less time in the synchronisation of
+intra-op threads. Only the first lane ever runs wide, so no other lane keeps idle intra-op threads
+spinning beside it. A key for which ``exclusive`` is true always runs alone.
 """
 
 import asyncio
@@ -233,7 +233,8 @@ class DynamicBatcher(Generic[T, R]):
             batch = self._take(key)
             if not batch:
                 continue
-            held = sorted(self._free) if exclusive or not self._depth else [min(self._free)]
+            alone = exclusive or not (self._depth or self._busy)
+            held = list(range(self._lanes)) if alone else [min(self._free)]
             self._free = [lane for lane in self._free if lane not in held]
             run = loop.create_task(self._run(loop, key, batch, held))
             self._runs.add(run)
