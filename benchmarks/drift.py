@@ -17,7 +17,6 @@ Targets: a warm check within 15 s; p99 during a check within 1.5x of p99 without
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from tests.live_server import free_port, wait_for
 from tests.monitoring_fixtures import MODEL, insert_rows, synthetic_rows
 from tests.tiny_models import SENTENCES, build_classifier
 
@@ -37,12 +37,6 @@ HEADERS = {"Authorization": f"Bearer {KEY}"}
 CLIENTS = 4
 TARGET_CHECK_S = 15.0
 TARGET_P99_RATIO = 1.5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(root: Path, database_url: str, model_dir: Path, port: int) -> subprocess.Popen[str]:
@@ -58,18 +52,6 @@ def start_server(root: Path, database_url: str, model_dir: Path, port: int) -> s
     }
     command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", "1"]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
-
-
-def wait_ready(base: str, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("the server did not become ready")
 
 
 def run_check(client: httpx.Client, window: dict[str, str]) -> dict[str, Any]:
@@ -142,7 +124,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{free_port()}"
         server = start_server(root, url, model_dir, int(base.rsplit(":", 1)[1]))
         try:
-            wait_ready(base)
+            wait_for(f"{base}/readyz", server, 180)
             with httpx.Client(base_url=base, timeout=60) as client:
                 reference = {
                     "from": reference_start.isoformat(),

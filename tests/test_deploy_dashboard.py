@@ -6,7 +6,6 @@ import math
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from tests.deploy_tools import (
     tool,
     unknown_labels,
 )
+from tests.live_server import free_port, wait_for
 
 QUERIES = dashboard_queries()
 QUERY_IDS = [query.id for query in QUERIES]
@@ -124,26 +124,6 @@ def test_every_query_parses(tmp_path: Path) -> None:
 class Live(NamedTuple):
     prometheus: str
     samples: frozenset[str]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(url: str, process: subprocess.Popen[str], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{process.args[0]} exited: {process.stdout.read() if process.stdout else ''}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"{url} not ready within {seconds:.0f}s")
 
 
 def stop(process: subprocess.Popen[str]) -> None:

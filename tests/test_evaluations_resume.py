@@ -10,7 +10,6 @@ new process's /metrics carries what the dead one did (scores, totals), restored 
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,18 +28,13 @@ from service.jobs import store
 from tests.conftest import auth, env_keys
 from tests.holdout_fixtures import jsonl
 from tests.inference_fixtures import CLASSIFIER_LABELS
+from tests.live_server import free_port, wait_for
 from tests.tiny_models import SENTENCES
 
 pytest_plugins = ["tests.holdout_fixtures", "tests.inference_fixtures"]
 
 N = 600
 LEASE_S = 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start(database_url: str, model_dir: Path, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -64,17 +58,12 @@ def start(database_url: str, model_dir: Path, data_dir: Path) -> tuple[subproces
     command = [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited during start-up"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise AssertionError("the server did not become ready")
+    try:
+        wait_for(f"{url}/readyz", process)
+    except AssertionError:
+        process.kill()
+        raise
+    return process, url
 
 
 def wait(url: str, evaluation_id: int, until: Any, seconds: float = 120) -> dict[str, Any]:

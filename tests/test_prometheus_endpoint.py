@@ -2,10 +2,8 @@
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +12,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
+from tests.live_server import free_port, wait_for
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: apt-get install prometheus")
@@ -62,12 +61,6 @@ def test_metrics_output_passes_promtool(client: TestClient) -> None:
     assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result.stdout + result.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[str]:
     env = {
         **os.environ,
@@ -87,20 +80,6 @@ def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[st
     )
 
 
-def wait_ready(port: int, process: subprocess.Popen[str], seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stdout.read() if process.stdout else ''}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("server did not become ready")
-
-
 def stop(process: subprocess.Popen[str]) -> str:
     process.terminate()
     try:
@@ -115,7 +94,7 @@ def test_several_workers_aggregate_and_first_start_prints_one_admin_key(tmp_path
     port = free_port()
     server = start_server(tmp_path, port, workers=2)
     try:
-        wait_ready(port, server)
+        wait_for(f"http://127.0.0.1:{port}/readyz", server)
         # A fresh connection per request lets the kernel spread them over both workers.
         for _ in range(40):
             assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
@@ -132,7 +111,7 @@ def test_several_workers_aggregate_and_first_start_prints_one_admin_key(tmp_path
     port = free_port()
     server = start_server(tmp_path, port, workers=1)
     try:
-        wait_ready(port, server)
+        wait_for(f"http://127.0.0.1:{port}/readyz", server)
         response = httpx.post(
             f"http://127.0.0.1:{port}/v1/metrics/classification",
             headers={"Authorization": f"Bearer {key}"},
