@@ -118,28 +118,15 @@ def compare(
     workers: int | None = None,
 ) -> dict[str, PairedResult]:
     """Paired test per metric of ``candidate`` against ``baseline`` (both normalised, in set order)."""
+    options: dict[str, Any] = {
+        "metrics": metrics,
+        "test": test,
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "confidence_level": CONFIDENCE_LEVEL,
+    }
     if target.task is Task.generation:
-        return compare_generation(
-            target.targets,
-            baseline,
-            candidate,
-            metrics=metrics,
-            test=test,
-            n_resamples=n_resamples,
-            seed=seed,
-            confidence_level=CONFIDENCE_LEVEL,
-            workers=workers,
-        )
+        return compare_generation(target.targets, baseline, candidate, workers=workers, **options)
     if target.multilabel:
         return _compare_multilabel(target, baseline, candidate, metrics, test, n_resamples, seed)
-    return compare_classification(
-        target.targets,
-        baseline,
-        candidate,
-        metrics=metrics,
-        test=test,
-        n_resamples=n_resamples,
-        seed=seed,
-        confidence_level=CONFIDENCE_LEVEL,
-        **classification_options(target),
-    )
+    return compare_classification(target.targets, baseline, candidate, **options, **classification_options(target))
