@@ -93,8 +93,14 @@ def close(a: float, b: float, tol: float = TOL) -> bool:
 
 
 def same_float(a: float, b: float) -> bool:
-    """Equal up to the last bit, where numpy's SIMD exp/log may differ from libm (bit-exact on x86-64 V3)."""
-    return abs(a - b) <= math.ulp(b)
+    """Equal but for the rounding of numpy's SIMD exp/log against libm's.
+
+    Both are within an ulp of the true value but round differently by CPU (AVX2 and AVX-512
+    differ). Through BLEU's sum of up to six logs and one exp that compounds to tens of ulps
+    at most, hence 1e-13 relative: far inside the 1e-9 the service promises. Point scores do
+    not depend on it: they go through sacrebleu's own scorer.
+    """
+    return math.isclose(a, b, rel_tol=1e-13, abs_tol=1e-13)
 
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
