@@ -14,6 +14,7 @@ from service.inference.device import resolve_device, resolve_dtype
 from service.inference.engine import InferenceEngine
 from service.inference.loader import load_model
 from service.inference.model_dir import ModelLoadError, inspect_model_dir
+from service.inference.packed_linear import pack_linears
 from service.inference.prediction_store import database_sink
 from service.settings import Settings
 
@@ -29,9 +30,10 @@ def build_engine(settings: Settings, db: Database) -> InferenceEngine:
     disable_progress_bar()  # per-load tqdm bars only clutter server logs
     device = resolve_device(settings.device)
     loaded = load_model(files, device, resolve_dtype(settings.dtype, device), settings.model_name)
+    packed = pack_linears(loaded.model) if settings.packed_linear and device.type == "cpu" else 0
     log.info(
-        "serving %s (%s, version %s) on %s as %s",
-        loaded.name, loaded.task, loaded.version[:12], loaded.device, loaded.dtype_name,
+        "serving %s (%s, version %s) on %s as %s, %d linear layers packed for oneDNN",
+        loaded.name, loaded.task, loaded.version[:12], loaded.device, loaded.dtype_name, packed,
     )
     return InferenceEngine(loaded, settings, PredictionLog(database_sink(db)))
 
