@@ -19,6 +19,7 @@ from service.jobs.telemetry import restore_metrics
 from service.middleware import BodySizeLimit, HttpMetrics
 from service.monitoring.lifecycle import start_monitoring, stop_monitoring
 from service.openapi import install_problem_docs
+from service.predict_fast_path import PredictFastPath
 from service.readiness import Readiness, database_check
 from service.routes import drift, evaluations, feedback, health, inference, metrics_api, test_sets
 from service.settings import Settings
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     install_problem_docs(app)
+    app.add_middleware(PredictFastPath)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,

@@ -98,9 +98,14 @@ async def _http_handler(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
 
-async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+def unhandled_response(method: str, path: str, exc: Exception) -> JSONResponse:
+    """The 500 for a bug: the details go to the log, never to the client."""
+    log.exception("unhandled error on %s %s", method, path, exc_info=exc)
     return problem_response(500, "internal error; the server log has the details")
+
+
+async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
+    return unhandled_response(request.method, request.url.path, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:

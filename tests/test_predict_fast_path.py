@@ -1,0 +1,136 @@
+"""POST /v1/predict's fast path: the same answers as the FastAPI route, and every error still from the route."""
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import fastapi.routing
+import pytest
+from fastapi.testclient import TestClient
+
+from service.inference.engine import InferenceEngine
+from tests.conftest import auth
+from tests.tiny_models import SENTENCES
+
+pytest_plugins = ["tests.inference_fixtures"]
+ServeFactory = Callable[..., AbstractContextManager[TestClient]]
+
+EVALUATOR = auth("evaluator")
+# FastAPI parses any "+json" media type as JSON; the fast path takes only application/json.
+THROUGH_ROUTE = {**EVALUATOR, "Content-Type": "application/vnd.heldout+json"}
+
+
+@pytest.fixture
+def route_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Paths of the requests that reached FastAPI's dependency solver, i.e. went through a route."""
+    calls: list[str] = []
+    solve = fastapi.routing.solve_dependencies
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["request"].url.path)
+        return await solve(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
+    yield calls
+
+
+def without_ids(body: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "predictions": [{k: v for k, v in p.items() if k != "id"} for p in body["predictions"]]}
+
+
+@pytest.mark.parametrize("model", ["classifier_dir", "multilabel_dir"])
+@pytest.mark.parametrize("return_scores", [False, True])
+def test_fast_answers_equal_the_routes(
+    serve: ServeFactory, route_calls: list[str], request: pytest.FixtureRequest, model: str, return_scores: bool
+) -> None:
+    body = {"inputs": [*SENTENCES, " ".join(SENTENCES)], "return_scores": return_scores}
+    with serve(request.getfixturevalue(model)) as client:
+        fast = client.post("/v1/predict", headers=EVALUATOR, json=body)
+        assert route_calls == []
+        slow = client.post("/v1/predict", headers=THROUGH_ROUTE, content=fast.request.content)
+        assert route_calls == ["/v1/predict"]
+    assert fast.status_code == slow.status_code == 200, (fast.text, slow.text)
+    assert fast.headers["content-type"] == slow.headers["content-type"] == "application/json"
+    assert int(fast.headers["content-length"]) == len(fast.content)
+    fast_body, slow_body = fast.json(), slow.json()
+    assert without_ids(fast_body) == pytest.approx(without_ids(slow_body))
+    assert set(fast_body["predictions"][0]) == set(slow_body["predictions"][0])
+    assert len({p["id"] for p in fast_body["predictions"] + slow_body["predictions"]}) == 2 * len(body["inputs"])
+
+
+BAD_REQUESTS: list[tuple[str, dict[str, str], bytes, int]] = [
+    ("no key", {}, b'{"inputs": ["a"]}', 401),
+    ("unknown key", {"Authorization": "Bearer nope"}, b'{"inputs": ["a"]}', 401),
+    ("reader key", auth("reader"), b'{"inputs": ["a"]}', 403),
+    ("basic scheme", {"Authorization": "Basic abc"}, b'{"inputs": ["a"]}', 401),
+    ("not json", EVALUATOR, b"inputs=a", 422),
+    ("empty inputs", EVALUATOR, b'{"inputs": []}', 422),
+    ("not strings", EVALUATOR, b'{"inputs": [1, {"a": 2}]}', 422),
+    ("unknown field", EVALUATOR, b'{"inputs": ["a"], "top_k": 3}', 422),
+    ("a list", EVALUATOR, b'["a"]', 422),
+    ("no body", EVALUATOR, b"", 422),
+]
+
+
+@pytest.mark.parametrize(("case", "headers", "content", "status"), BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
+def test_bad_requests_get_the_routes_problem_documents(
+    serve: ServeFactory, classifier_dir: Path, case: str, headers: dict[str, str], content: bytes, status: int
+) -> None:
+    """The oracle is the route itself: the same request under a JSON media type only the route takes."""
+    with serve(classifier_dir) as client:
+        fast = client.post("/v1/predict", headers={**headers, "Content-Type": "application/json"}, content=content)
+        slow = client.post(
+            "/v1/predict", headers={**headers, "Content-Type": THROUGH_ROUTE["Content-Type"]}, content=content
+        )
+    assert fast.status_code == slow.status_code == status, (case, fast.text, slow.text)
+    assert fast.headers["content-type"] == "application/problem+json"
+    assert fast.json() == slow.json()
+    assert fast.headers.get("www-authenticate") == slow.headers.get("www-authenticate")
+
+
+def test_other_media_types_are_left_to_the_route(serve: ServeFactory, classifier_dir: Path) -> None:
+    with serve(classifier_dir) as client:
+        form = client.post("/v1/predict", headers=EVALUATOR, data={"inputs": "a"})
+    assert form.status_code == 422 and form.headers["content-type"] == "application/problem+json"
+
+
+def test_oversized_bodies_get_413_on_the_fast_path(serve: ServeFactory, classifier_dir: Path) -> None:
+    with serve(classifier_dir, max_body_bytes=200) as client:
+        response = client.post("/v1/predict", headers=EVALUATOR, json={"inputs": ["a" * 300]})
+        assert response.status_code == 413 and response.headers["content-type"] == "application/problem+json"
+        assert client.post("/v1/predict", headers=EVALUATOR, json={"inputs": ["short"]}).status_code == 200
+
+
+def test_engine_refusals_and_bugs_keep_the_one_error_format(
+    serve: ServeFactory, classifier_dir: Path, copy_lm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serve(copy_lm_dir) as client:
+        wrong_task = client.post("/v1/predict", headers=EVALUATOR, json={"inputs": ["a b ="]})
+    assert wrong_task.status_code == 409 and "use /v1/generate" in wrong_task.json()["detail"]
+
+    async def broken(self: InferenceEngine, body: Any, *, record: bool = True) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(InferenceEngine, "predict", broken)
+    with serve(classifier_dir) as client:
+        response = client.post("/v1/predict", headers=EVALUATOR, json={"inputs": ["a"]})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "a bug" not in response.text and "Traceback" not in response.text
+
+
+def test_fast_predictions_are_logged_and_counted(serve: ServeFactory, classifier_dir: Path) -> None:
+    with serve(classifier_dir) as client:
+        ids = [
+            p["id"]
+            for p in client.post("/v1/predict", headers=EVALUATOR, json={"inputs": SENTENCES}).json()["predictions"]
+        ]
+        engine: InferenceEngine = client.app.state.inference  # type: ignore[attr-defined]
+        engine.flush_log()
+        feedback = client.post(
+            "/v1/feedback", headers=EVALUATOR, json={"items": [{"prediction_id": ids[0], "label": "positive"}]}
+        )
+        metrics = client.get("/metrics").text
+    assert feedback.status_code < 300, feedback.text
+    assert 'heldout_http_requests_total{method="POST",route="/v1/predict",status="200"}' in metrics
