@@ -38,7 +38,7 @@ def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
 
 async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
     """The whole body, or what arrived and the message that ended it early (a disconnect)."""
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
