@@ -95,10 +95,9 @@ class PredictFastPath:
 
 
 def _replay(body: bytes, ended: Message | None, receive: Receive) -> Receive:
-    """A receive that hands the already-read body over again, then whatever ended it, then the real one."""
-    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
-    if ended is not None:
-        pending = [ended]
+    """A receive that hands the already-read body over again (or, where the client left mid-body, its
+    disconnect), then defers to the real one."""
+    pending: list[Message] = [ended or {"type": "http.request", "body": body, "more_body": False}]
 
     async def replayed() -> Message:
         return pending.pop(0) if pending else await receive()
