@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from service.inference.encoding import TextEncoder
 from service.inference.loader import LoadedModel, load_model
 from service.inference.model_dir import inspect_model_dir
 from service.inference.packed_linear import PackedLinear, pack_linears
@@ -32,14 +33,9 @@ def count(model: nn.Module, kind: type[nn.Module]) -> int:
 
 
 def batch(loaded: LoadedModel, texts: list[str]) -> dict[str, torch.Tensor]:
-    encodings = loaded.tokenizer.encode_batch(texts)
-    width = max(len(e.ids) for e in encodings)
-    ids = torch.full((len(texts), width), loaded.token_ids.pad)
-    mask = torch.zeros((len(texts), width), dtype=torch.long)
-    for i, e in enumerate(encodings):
-        ids[i, : len(e.ids)] = torch.tensor(e.ids)
-        mask[i, : len(e.ids)] = 1
-    return {"input_ids": ids, "attention_mask": mask}
+    encoder = TextEncoder(loaded.tokenizer, loaded.token_ids.pad)
+    input_ids, attention_mask = encoder.pad([e.ids for e in encoder.encode(texts, loaded.max_length)])
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 @pytest.mark.parametrize("rows", [1, 7, 64])
