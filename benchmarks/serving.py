@@ -104,7 +104,11 @@ def _stream(tokenizer: object, model: torch.nn.Module, batches: list[list[str]],
     return done
 
 
-def offline_limit(model_dir: Path, texts: list[str], seconds: float, threads: int, only: Limit | None = None) -> Limit:
+Models = dict[bool, tuple[object, torch.nn.Module]]
+"""The model loaded once each way, keyed by whether its linear layers are packed."""
+
+
+def offline_limit(models: Models, texts: list[str], seconds: float, threads: int, only: Limit | None = None) -> Limit:
     """Best sentences/s over batch sizes, thread layouts and linear kernels, batches cut from the length-sorted
     sentences.
 
@@ -112,13 +116,12 @@ def offline_limit(model_dir: Path, texts: list[str], seconds: float, threads: in
     side by side on half the threads each, so the limit is the best this model does on this CPU either way.
     ``only`` re-measures one configuration found before.
     """
-    models = {packed: load_model(model_dir, packed) for packed in ((only.packed,) if only else (False, True))}
     ordered = sorted(texts, key=len)
     layouts = [1, 2] if threads >= 2 else [1]
     configs = (
         [(only.batch_size, only.streams, only.packed)]
         if only
-        else [(size, n, packed) for packed in models for size in BATCH_SIZES for n in layouts]
+        else [(size, n, packed) for packed in (False, True) for size in BATCH_SIZES for n in layouts]
     )
     best = Limit(0.0, 0, 1, 0.0, False)
     for size, streams, packed in configs:
@@ -137,9 +140,9 @@ def offline_limit(model_dir: Path, texts: list[str], seconds: float, threads: in
     return best
 
 
-def single_forward_ms(model_dir: Path, texts: list[str], packed: bool, count: int = 60) -> float:
+def single_forward_ms(models: Models, texts: list[str], packed: bool, count: int = 60) -> float:
     """p50 latency of one sentence's tokenize+forward, the floor for a request at concurrency 1."""
-    tokenizer, model = load_model(model_dir, packed)
+    tokenizer, model = models[packed]
     forward(tokenizer, model, texts[:1])
     timings = []
     for text in texts[:count]:
@@ -297,6 +300,7 @@ def main() -> None:
         plain_server(model_dir, args.plain_server, args.threads, args.async_def)
         return
     torch.set_num_threads(args.threads)
+    models: Models = {packed: load_model(model_dir, packed) for packed in (False, True)}
     levels = [int(c) for c in args.concurrency.split(",")]
     rows = (model_dir / TEST_SET_FILE).read_text().splitlines()[: args.inputs]
     texts = [json.loads(row)["text"] for row in rows]
@@ -340,13 +344,13 @@ def main() -> None:
                 # The machine's speed drifts, so every comparison is made within a round, between neighbours.
                 print(f"round {round_ + 1}/{args.rounds}, load average {os.getloadavg()}", flush=True)
                 for packed, series in singles.items():
-                    series.append(single_forward_ms(model_dir, texts, packed))
+                    series.append(single_forward_ms(models, texts, packed))
                 print(f"  single forward {singles[False][-1]:.1f} ms, packed {singles[True][-1]:.1f} ms", flush=True)
                 for concurrency in levels[:-1]:
                     measured(heldout, concurrency)
-                before = offline_limit(model_dir, texts, args.duration / len(BATCH_SIZES), args.threads)
+                before = offline_limit(models, texts, args.duration / len(BATCH_SIZES), args.threads)
                 top = measured(heldout, levels[-1])
-                after = offline_limit(model_dir, texts, args.duration / 2, args.threads, only=before)
+                after = offline_limit(models, texts, args.duration / 2, args.threads, only=before)
                 limits.append(replace(before, throughput=(before.throughput + after.throughput) / 2))
                 print(f"  offline {before} before, {after.throughput:.1f}/s after", flush=True)
                 measured(stock_heldout, levels[-1])
