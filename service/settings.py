@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         0.5, gt=0, lt=1, description="Multi-label models return every label whose probability is above this."
     )
     log_input_text: bool = Field(True, description="Store input texts in the prediction log, not only their features.")
+    log_text_chars: int = Field(
+        2000, ge=0, description="Most characters of an input text the prediction log stores (drift reads no more)."
+    )
+    log_buffer_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Most bytes of prediction-log records buffered in memory before "
+        "the oldest are dropped."
+    )
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest accepted request body; past it, 413.")
     max_upload_bytes: int = Field(
         8 * 1024**3, gt=0, description="Largest test-set upload (streamed to disk, not memory); past it, 413."
@@ -76,6 +83,12 @@ class Settings(BaseSettings):
     )
     max_resamples: int = Field(10_000, ge=0, description="Cap on n_resamples for bootstrap intervals and tests.")
     max_segments: int = Field(2_000_000, gt=0, description="Cap on segments or predictions in one metrics request.")
+    metrics_timeout_s: float = Field(
+        120.0, gt=0, description="Deadline for one metrics computation; past it, 503 and the computation is stopped."
+    )
+    max_concurrent_metrics: int = Field(
+        2, ge=1, description="Metrics computations that may run at once; past it, 429 with Retry-After."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     max_record_bytes: int = Field(
         1024 * 1024, ge=1024, description="Longest record (line) in a test-set or training upload; past it, 422."
