@@ -12,6 +12,8 @@ from monitors.instruments import http_request_duration_seconds, http_requests_to
 from service.errors import problem_response
 
 UNMATCHED_ROUTE = "<unmatched>"
+# Where a path answered outside FastAPI's router (the /v1/predict fast path) names the route it stands for.
+ROUTE_TEMPLATE = "heldout.route_template"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -85,8 +87,7 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            template = scope.get(ROUTE_TEMPLATE) or getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
             method = scope.get("method", "GET") if scope.get("method") in KNOWN_METHODS else "OTHER"
             http_requests_total.labels(method, template, str(status)).inc()
             http_request_duration_seconds.labels(method, template).observe(time.perf_counter() - start)

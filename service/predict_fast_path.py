@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.auth import KeyStore, Role
 from service.errors import ProblemError, problem_response, unhandled_response
 from service.inference.engine import InferenceEngine
+from service.middleware import ROUTE_TEMPLATE
 from service.schemas.inference import PredictRequest
 
 PATH = "/v1/predict"
@@ -75,6 +76,7 @@ class PredictFastPath:
         if request is None:
             await self.app(scope, _replay(body, ended, receive), send)
             return
+        scope[ROUTE_TEMPLATE] = PATH
         try:
             response = await engine.predict(request)
         except ProblemError as exc:

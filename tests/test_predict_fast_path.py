@@ -1,5 +1,8 @@
 """POST /v1/predict's fast path: the same answers as the FastAPI route, and every error still from the route."""
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -8,8 +11,10 @@ from typing import Any
 import fastapi.routing
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.inference.engine import InferenceEngine
+from service.middleware import UNMATCHED_ROUTE
 from tests.conftest import auth
 from tests.tiny_models import SENTENCES
 
@@ -39,6 +44,22 @@ def without_ids(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "predictions": [{k: v for k, v in p.items() if k != "id"} for p in body["predictions"]]}
 
 
+def assert_close(actual: Any, expected: Any, path: str = "body") -> None:
+    """Equal structure and strings; floats to pytest.approx's default tolerance (it takes no nesting)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and actual.keys() == expected.keys(), path
+        for key in expected:
+            assert_close(actual[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), path
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            assert_close(a, e, f"{path}[{i}]")
+    elif isinstance(expected, float):
+        assert actual == pytest.approx(expected), path
+    else:
+        assert actual == expected, path
+
+
 @pytest.mark.parametrize("model", ["classifier_dir", "multilabel_dir"])
 @pytest.mark.parametrize("return_scores", [False, True])
 def test_fast_answers_equal_the_routes(
@@ -54,7 +75,7 @@ def test_fast_answers_equal_the_routes(
     assert fast.headers["content-type"] == slow.headers["content-type"] == "application/json"
     assert int(fast.headers["content-length"]) == len(fast.content)
     fast_body, slow_body = fast.json(), slow.json()
-    assert without_ids(fast_body) == pytest.approx(without_ids(slow_body))
+    assert_close(without_ids(fast_body), without_ids(slow_body))
     assert set(fast_body["predictions"][0]) == set(slow_body["predictions"][0])
     assert len({p["id"] for p in fast_body["predictions"] + slow_body["predictions"]}) == 2 * len(body["inputs"])
 
@@ -134,3 +155,52 @@ def test_fast_predictions_are_logged_and_counted(serve: ServeFactory, classifier
         metrics = client.get("/metrics").text
     assert feedback.status_code < 300, feedback.text
     assert 'heldout_http_requests_total{method="POST",route="/v1/predict",status="200"}' in metrics
+
+
+FRESH_REGISTRY_SCRIPT = """
+import sys
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from service.app import create_app
+from service.inference.batcher import DynamicBatcher, QueueFull
+from service.settings import Settings
+from tests.conftest import auth, env_keys
+
+app = create_app(Settings(data_dir=sys.argv[1], model_path=sys.argv[2], api_keys=env_keys()))
+with TestClient(app) as client:
+    for _ in range(5):
+        assert client.post("/v1/predict", headers=auth("evaluator"), json={"inputs": ["fine"]}).status_code == 200
+
+    async def full(*args, **kwargs):
+        raise QueueFull("8 examples queued", retry_after_s=2)
+
+    bad = client.post("/v1/predict", headers=auth("evaluator"), json={"inputs": []})
+    assert bad.status_code == 422, bad.text
+    DynamicBatcher.submit = full
+    busy = client.post("/v1/predict", headers=auth("evaluator"), json={"inputs": ["fine"]})
+    assert busy.status_code == 429 and busy.headers["retry-after"] == "2", busy.text
+    sys.stdout.write(client.get("/metrics").text)
+"""
+
+
+def test_fast_answers_are_counted_under_the_route(tmp_path: Path, classifier_dir: Path) -> None:
+    """A fresh process is a fresh Prometheus registry: the counts are exactly this test's requests."""
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_REGISTRY_SCRIPT, str(tmp_path), str(classifier_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = {
+        (sample.labels["route"], sample.labels["status"]): sample.value
+        for family in text_string_to_metric_families(result.stdout)
+        for sample in family.samples
+        if sample.name == "heldout_http_requests_total"
+    }
+    assert counts[("/v1/predict", "200")] == 5
+    assert counts[("/v1/predict", "429")] == 1
+    assert counts[("/v1/predict", "422")] == 1  # answered by the FastAPI route itself
+    assert not any(route == UNMATCHED_ROUTE for route, _ in counts), counts
