@@ -10,8 +10,8 @@ plugin's lazy fixtures, which reach into pytest internals that change between mi
 
 import threading
 import time
-from datetime import UTC
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
