@@ -6,6 +6,11 @@ almost nothing per submission: small random improvements never register, so an a
 whatever raises the reported score cannot climb. The margin is a paired test (as the parameter-free
 Ladder's paired t-test, here the paired bootstrap) against the best submission; everything reported,
 intervals included, belongs to the best submission, so no value leaks from a rejected one.
+
+Like Blum & Hardt's, this Ladder releases one loss: the ladder metric and its interval. The other
+metrics of the best submission are kept but not released to evaluators; they move with single
+predictions (macro precision jumps by about 1/K when one probe lands in a rare class) and would
+hand out a blind label per fresh key. Admins, who upload the labels, see the full rounded report.
 """
 
 import math
@@ -55,4 +60,13 @@ def rounded(metrics: dict[str, float], intervals: dict[str, Interval], config: S
             }
             for name, interval in intervals.items()
         },
+    }
+
+
+def released(report: dict[str, Any], metric: str) -> dict[str, Any]:
+    """The part of a stored (rounded) best report an evaluator key may see: the ladder metric alone."""
+    intervals = report.get("intervals", {})
+    return {
+        "metrics": {metric: report.get("metrics", {}).get(metric)},
+        "intervals": {metric: intervals[metric]} if metric in intervals else {},
     }

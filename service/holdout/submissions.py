@@ -127,8 +127,12 @@ def submit(
     *,
     n_resamples: int,
     workers: int | None = None,
+    full_report: bool = False,
 ) -> ScoreOutcome:
-    """Score ``predictions`` ({id: prediction}) for ``key_id``; 429 once the key's daily budget is spent."""
+    """Score ``predictions`` ({id: prediction}) for ``key_id``; 429 once the key's daily budget is spent.
+
+    In ladder mode only the ladder metric is released unless ``full_report`` (admin keys).
+    """
     with db.session() as session:
         row = get_test_set(session, test_set_id)
     config: SetConfig = config_of(row)
@@ -147,7 +151,8 @@ def submit(
         over = config.daily_budget is not None and used >= config.daily_budget
         if not over:
             if config.ladder:
-                outcome, release = _ladder_release(state, target, normalized, scored, n_resamples, workers)
+                outcome, best = _ladder_release(state, target, normalized, scored, n_resamples, workers)
+                release = best if full_report else ladder.released(best, config.ladder_metric)
             else:
                 outcome, release = "scored", _open_release(scored)
             reported = release["metrics"].get(config.ladder_metric)

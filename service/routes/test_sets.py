@@ -201,6 +201,7 @@ async def score(
         body.predictions,
         n_resamples=min(settings.scoring_resamples, settings.max_resamples),
         workers=settings.metric_workers,
+        full_report=principal.role >= Role.admin,
     )
     row = outcome.test_set
     return {

@@ -163,6 +163,8 @@ class ReleasedInterval(BaseModel):
 class ScoreResponse(BaseModel):
     test_set: TestSetRef
     mode: Literal["open", "ladder"]
-    metrics: dict[str, float | None]
-    intervals: dict[str, ReleasedInterval]
+    metrics: dict[str, float | None] = Field(
+        description="Open mode: every metric. Ladder mode: the ladder metric alone (admin keys: every metric)."
+    )
+    intervals: dict[str, ReleasedInterval] = Field(description="Intervals of the metrics released.")
     budget_remaining: int | None = Field(description="Scored submissions left to this key today; null: no budget.")
