@@ -10,23 +10,34 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 log = logging.getLogger("heldout.scheduler")
 
 # asyncio.sleep can wake a little early; a tick is never fired before its time.
 WAKE_SLACK_S = 0.001
+# The longest gap a satisfiable schedule can have: 29 February, across a century's skipped leap year.
+MAX_YEARS_BETWEEN_TICKS = 8
 
 
 def check_cron(expression: str) -> str:
-    """The expression, if croniter accepts it (five fields, or six with seconds last); else ValueError."""
+    """The expression, if croniter accepts it (five fields, or six with seconds last) and it ever fires; else
+    ValueError. ``0 0 31 2 *`` parses, but its scheduler would die at its first tick."""
     if not croniter.is_valid(expression):
         raise ValueError(f"{expression!r} is not a cron expression (e.g. '*/30 * * * *')")
+    try:
+        next_tick(expression, datetime.now(UTC))
+    except CroniterError:
+        raise ValueError(
+            f"{expression!r} never fires (no time matches it within {MAX_YEARS_BETWEEN_TICKS} years)"
+        ) from None
     return expression
 
 
 def next_tick(expression: str, after: datetime) -> datetime:
-    return croniter(expression, after).get_next(datetime)
+    """The first tick after ``after``; CroniterError when none comes within the bounded search."""
+    schedule = croniter(expression, after, max_years_between_matches=MAX_YEARS_BETWEEN_TICKS)
+    return schedule.get_next(datetime)
 
 
 class CronScheduler:

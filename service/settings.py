@@ -2,9 +2,9 @@
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from monitors.drift import check_overrides
@@ -12,7 +12,10 @@ from monitors.scheduler import check_cron
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HELDOUT_", extra="ignore", protected_namespaces=())
+    # NaN slips past checks written as refusals (`nan < 0` is false) and inf is no usable limit: no float takes either.
+    model_config = SettingsConfigDict(
+        env_prefix="HELDOUT_", extra="ignore", protected_namespaces=(), allow_inf_nan=False
+    )
 
     data_dir: Path = Field(Path("./.heldout"), description="Where the SQLite file, reports and caches live.")
     database_url: str | None = Field(
@@ -71,8 +74,9 @@ class Settings(BaseSettings):
         2000, ge=0, description="Most characters of an input text the prediction log stores (drift reads no more)."
     )
     log_buffer_bytes: int = Field(
-        64 * 1024 * 1024, ge=1024, description="Most bytes of prediction-log records buffered in memory before "
-        "the oldest are dropped."
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes of prediction-log records buffered in memory before the oldest are dropped.",
     )
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest accepted request body; past it, 413.")
     max_upload_bytes: int = Field(
@@ -140,7 +144,7 @@ class Settings(BaseSettings):
         "text (abs_text_content_drift), embedding (model).",
     )
     drift_thresholds: dict[str, float] = Field(
-        {}, description='Drift threshold per column, as JSON overriding the defaults (0.1; text and embedding 0.55).'
+        {}, description="Drift threshold per column, as JSON overriding the defaults (0.1; text and embedding 0.55)."
     )
     drift_share: float = Field(
         0.5, gt=0, le=1, description="Dataset drift is reported when at least this share of the columns drift."
@@ -171,6 +175,27 @@ class Settings(BaseSettings):
             return value
         raise ValueError("device must be auto, cpu, cuda or cuda:N")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _seconds_as_duration(cls, value: Any, info: ValidationInfo) -> Any:
+        """Pydantic reads a number as seconds, but not a numeric string, which is all an environment holds."""
+        annotation = cls.model_fields[str(info.field_name)].annotation
+        if isinstance(value, str) and timedelta in (annotation, *get_args(annotation)):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        return value
+
+    @field_validator("*")
+    @classmethod
+    def _check_durations_positive(cls, value: Any) -> Any:
+        """A zero or negative window is accepted by the parser but empties it: a negative retention deleted
+        predictions seconds after they were logged."""
+        if isinstance(value, timedelta) and value <= timedelta(0):
+            raise ValueError(f"must be a positive duration, got {value.total_seconds():g} seconds")
+        return value
+
     @model_validator(mode="after")
     def _check_queue_holds_a_request(self) -> Self:
         if self.max_inputs > self.max_queue:
@@ -196,6 +221,19 @@ class Settings(BaseSettings):
     @property
     def prometheus_dir(self) -> Path:
         return self.data_dir / "prometheus"
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One line per invalid setting, named by its variable; values are not echoed (HELDOUT_API_KEYS is secret)."""
+    lines = []
+    for error in exc.errors():
+        loc = error["loc"]
+        name = f"HELDOUT_{str(loc[0]).upper()}" if loc else "settings"
+        if len(loc) > 1:
+            name += f" ({'.'.join(map(str, loc[1:]))})"
+        cause = error.get("ctx", {}).get("error") if error["type"] == "value_error" else None
+        lines.append(f"{name}: {cause if cause is not None else error['msg']}")
+    return lines
 
 
 def settings_help() -> str:

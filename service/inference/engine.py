@@ -22,6 +22,7 @@ from service.inference.generator import GenerationParams, Generator, GenOutput
 from service.inference.loader import LoadedModel, Task
 from service.inference.threads import LaneThreads, default_lanes
 from service.schemas.inference import (
+    DEFAULT_NEW_TOKENS,
     GenerateRequest,
     GenerateResponse,
     Generation,
@@ -153,9 +154,10 @@ class InferenceEngine:
         if self._generator is None:
             raise ProblemError(409, f"model {self.loaded.name} is a {self.loaded.task} model; use /v1/predict")
         self._check_count(body.inputs)
-        self._check_new_tokens(body.max_new_tokens)
+        max_new_tokens = body.max_new_tokens or min(DEFAULT_NEW_TOKENS, self._settings.max_new_tokens)
+        self._check_new_tokens(max_new_tokens)
         params = GenerationParams(
-            body.max_new_tokens, body.num_beams, body.do_sample, body.temperature if body.do_sample else 1.0, body.seed
+            max_new_tokens, body.num_beams, body.do_sample, body.temperature if body.do_sample else 1.0, body.seed
         )
         # Seeded sampling runs alone, so a repeated request draws the same numbers whatever else is queued.
         nonce = next(self._nonces) if body.do_sample and body.seed is not None else 0

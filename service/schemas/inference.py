@@ -6,6 +6,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
 
 InputText = Annotated[StrictStr, StringConstraints(min_length=1)]
 MAX_BEAMS = 8
+# Lowered to HELDOUT_MAX_NEW_TOKENS where that is smaller, so a request that names no length always fits the cap.
+DEFAULT_NEW_TOKENS = 32
 
 
 class ModelInfo(BaseModel):
@@ -45,7 +47,12 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inputs: list[InputText] = Field(min_length=1, description="Prompts (at most HELDOUT_MAX_INPUTS).")
-    max_new_tokens: int = Field(32, ge=1, description="Tokens to generate at most (capped by HELDOUT_MAX_NEW_TOKENS).")
+    max_new_tokens: int | None = Field(
+        None,
+        ge=1,
+        description=f"Tokens to generate at most (capped by HELDOUT_MAX_NEW_TOKENS); unset, {DEFAULT_NEW_TOKENS} "
+        "or the cap if that is lower.",
+    )
     num_beams: int = Field(1, ge=1, le=MAX_BEAMS, description="Beam width; 1 is greedy or plain sampling.")
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0, le=100, description="Sampling temperature; used only with do_sample.")
