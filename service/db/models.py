@@ -68,7 +68,7 @@ class HoldoutSet(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(100), nullable=False)
     version: Mapped[int | None] = mapped_column(Integer)
-    """Assigned as the upload commits, under a per-name lock; NULL only inside the uploading transaction."""
+    """Assigned as the upload publishes, under a per-name lock; NULL while staged, and then never visible."""
     task: Mapped[str] = mapped_column(String(16), nullable=False)
     sha256: Mapped[str | None] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -80,6 +80,8 @@ class HoldoutSet(Base):
     created_by: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """While staged: the upload's last write; a staged set whose heartbeat is old is swept (``holdout.staging``)."""
 
 
 class HoldoutRecord(Base):

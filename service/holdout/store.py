@@ -1,22 +1,20 @@
-"""Test-set storage: the upload transaction, reads of metadata and inputs, deletion.
+"""Test-set storage: the staged upload, reads of metadata and inputs, deletion.
 
-An upload is one transaction: the set row, every record, the audit and the version number commit
-together or not at all, so a failed or killed upload leaves nothing behind. Records stream in in
-batches; duplicate ids, duplicate inputs and contamination are found by grouping queries, not in
-memory. The version is assigned last, under a per-name lock, so concurrent uploads of one name get
-consecutive versions.
+An upload stages its records in bounded transactions (``holdout.staging``) so other writes go on
+meanwhile, then publishes the set, its audit and its version in one short transaction; until then
+no read sees it, and a failed upload deletes what it staged. Duplicate ids, duplicate inputs and
+contamination are found by grouping queries over the staged records, not in memory.
 """
 
 import hashlib
 import logging
 import threading
-import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from sqlalchemy import Column, ColumnElement, MetaData, String, Table, delete, func, select, text, update
+from sqlalchemy import Column, ColumnElement, MetaData, String, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -24,6 +22,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from service.db.models import Evaluation, HoldoutRecord, HoldoutSet, ScoringState, utcnow
 from service.db.session import Database
 from service.errors import ProblemError
+from service.holdout import staging
 from service.holdout.audit import AuditBuilder, Contamination, DuplicateGroups
 from service.holdout.config import ConfigForm, SetConfig, build_config, check_form
 from service.holdout.fingerprint import exact_fingerprint, fingerprint
@@ -32,14 +31,15 @@ from service.holdout.training import TrainingSource, training_fingerprints
 
 log = logging.getLogger("heldout.holdout")
 INSERT_BATCH = 2000
+# One staging transaction: this many records, or this many bytes of them, whichever comes first.
+STAGE_ROWS = 20_000
+STAGE_BYTES = 16 * 1024 * 1024
 # Records of recently scored sets kept in memory per process.
 TARGET_CACHE_RECORDS = 2_000_000
 MAX_GROUP_EXAMPLES = 10
 IDS_PER_GROUP = 5
-# Namespace of heldout's per-name upload locks in pg_advisory_xact_lock's two-key space.
-PG_UPLOAD_LOCK = 0x6873
-# Core inserts: the ORM's per-row bookkeeping would cost more than the insert itself.
-_RECORDS: Table = HoldoutRecord.__table__  # type: ignore[assignment]
+# Bytes of ids and inputs in one page of GET /inputs; a page holds at least one record.
+INPUTS_PAGE_BYTES = 8 * 1024 * 1024
 _TRAINING = Table("heldout_training_fp", MetaData(), Column("fp", String(64), primary_key=True), prefixes=["TEMPORARY"])
 
 
@@ -69,12 +69,8 @@ def _row(test_set_id: int, position: int, record: Record) -> dict[str, Any]:
     }
 
 
-class _NameTaken(Exception):
-    pass
-
-
 def create_test_set(db: Database, upload: Upload, max_record_bytes: int) -> HoldoutSet:
-    """Validate, audit and store an upload in one transaction; raises UploadError naming lines."""
+    """Validate, audit and store an upload; raises UploadError naming lines, and then stores nothing."""
     return _create(db, upload, max_record_bytes, if_absent=False)
 
 
@@ -88,73 +84,101 @@ def _database_refused(exc: DBAPIError) -> ProblemError:
 def create_if_absent(db: Database, upload: Upload, max_record_bytes: int) -> HoldoutSet | None:
     """As create_test_set, but store nothing (and return None) when a set of that name exists.
 
-    Decided under the same per-name lock as versions, so replicas starting together register it once.
+    Decided again under the same per-name lock as versions, so replicas starting together register it once.
     """
+    if _has_live(db, upload.name):
+        return None
     try:
         return _create(db, upload, max_record_bytes, if_absent=True)
-    except _NameTaken:
+    except staging.NameTaken:
         return None
+
+
+def _has_live(db: Database, name: str) -> bool:
+    live = (HoldoutSet.name == name) & HoldoutSet.deleted_at.is_(None) & HoldoutSet.version.is_not(None)
+    with db.session() as session:
+        return bool(session.scalar(select(func.count()).where(live)))
 
 
 def _create(db: Database, upload: Upload, max_record_bytes: int, if_absent: bool) -> HoldoutSet:
     try:
-        return _store(db, upload, max_record_bytes, if_absent)
+        check_form(upload.task, upload.config)
+        staging.sweep_stale(db)
+        set_id = staging.begin(db, upload.name, upload.task.value, upload.created_by)
+        try:
+            return _store(db, set_id, upload, max_record_bytes, if_absent)
+        except BaseException:
+            _discard_quietly(db, set_id)
+            raise
     except DBAPIError as exc:
         raise _database_refused(exc) from None
 
 
-def _store(db: Database, upload: Upload, max_record_bytes: int, if_absent: bool) -> HoldoutSet:
-    check_form(upload.task, upload.config)
+def _discard_quietly(db: Database, set_id: int) -> None:
+    """Removes a failed upload's rows; if the database refuses now, a later upload sweeps them."""
+    try:
+        staging.discard(db, set_id)
+    except DBAPIError as exc:
+        log.error("could not remove staged test set %s (%s); a later upload sweeps it", set_id, type(exc.orig).__name__)
+
+
+@dataclass
+class _Staged:
+    sha256: str
+    n_bytes: int
+
+
+def _stage_records(db: Database, set_id: int, upload: Upload, reader: RecordReader, audit: AuditBuilder) -> _Staged:
     head = upload.stream.read(4096)
     upload.stream.seek(0)
     fmt = upload.fmt or detect_format(upload.filename, head)
-    reader = RecordReader(upload.task, max_record_bytes)
-    audit = AuditBuilder(upload.task)
     digest = hashlib.sha256()
     n_bytes = 0
+    batch: list[dict[str, Any]] = []
+    batch_bytes = 0
+    for position, record in enumerate(reader.read(upload.stream, fmt)):
+        digest.update(record.canonical)
+        n_bytes += len(record.canonical)
+        audit.add(record)
+        batch.append(_row(set_id, position, record))
+        batch_bytes += len(record.canonical)
+        if len(batch) >= STAGE_ROWS or batch_bytes >= STAGE_BYTES:
+            staging.append(db, set_id, batch)
+            batch, batch_bytes = [], 0
+    if batch:
+        staging.append(db, set_id, batch)
+    return _Staged(digest.hexdigest(), n_bytes)
+
+
+def _store(db: Database, set_id: int, upload: Upload, max_record_bytes: int, if_absent: bool) -> HoldoutSet:
+    reader = RecordReader(upload.task, max_record_bytes)
+    audit = AuditBuilder(upload.task)
+    staged = _stage_records(db, set_id, upload, reader, audit)
+    beat = staging.Heartbeat(db, set_id)
     with db.session() as session:
-        row = HoldoutSet(
-            name=upload.name,
-            task=upload.task.value,
-            size=0,
-            n_bytes=0,
-            multilabel=False,
-            settings={},
-            created_by=upload.created_by,
-        )
-        session.add(row)
-        session.flush()
-        batch: list[dict[str, Any]] = []
-        for position, record in enumerate(reader.read(upload.stream, fmt)):
-            digest.update(record.canonical)
-            n_bytes += len(record.canonical)
-            audit.add(record)
-            batch.append(_row(row.id, position, record))
-            if len(batch) >= INSERT_BATCH:
-                session.execute(_RECORDS.insert(), batch)
-                batch.clear()
-        if batch:
-            session.execute(_RECORDS.insert(), batch)
-        _check_unique_ids(session, row.id)
+        _check_unique_ids(session, set_id)
         labels = audit.sorted_labels() if upload.task is Task.classification else None
         config = build_config(upload.task, upload.config, labels or [], bool(reader.multilabel))
-        contamination = _contamination(session, row.id, upload.training, max_record_bytes) if upload.training else None
-        row.audit = audit.finish(
-            reader.records,
-            exact=_duplicate_groups(session, row.id, HoldoutRecord.exact_fp),
-            normalized=_duplicate_groups(session, row.id, HoldoutRecord.norm_fp),
-            conflicting=_duplicate_groups(session, row.id, HoldoutRecord.norm_fp, conflicting=True),
-            contamination=contamination,
-            ignored_fields=reader.ignored_fields,
+        contamination = (
+            _contamination(session, set_id, upload.training, max_record_bytes, beat) if upload.training else None
         )
-        row.sha256 = digest.hexdigest()
-        row.size = reader.records
-        row.n_bytes = n_bytes
-        row.labels = labels
-        row.multilabel = bool(reader.multilabel)
-        row.settings = config.to_json()
-        _assign_version(session, row, if_absent)
-    return row
+        beat()
+        exact = _duplicate_groups(session, set_id, HoldoutRecord.exact_fp)
+        beat()
+        normalized = _duplicate_groups(session, set_id, HoldoutRecord.norm_fp)
+        beat()
+        conflicting = _duplicate_groups(session, set_id, HoldoutRecord.norm_fp, conflicting=True)
+    report = audit.finish(reader.records, exact, normalized, conflicting, contamination, reader.ignored_fields)
+    values = {
+        "audit": report,
+        "sha256": staged.sha256,
+        "size": reader.records,
+        "n_bytes": staged.n_bytes,
+        "labels": labels,
+        "multilabel": bool(reader.multilabel),
+        "settings": config.to_json(),
+    }
+    return staging.publish(db, set_id, values, if_absent)
 
 
 def _check_unique_ids(session: Session, test_set_id: int) -> None:
@@ -208,10 +232,16 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, str]]) ->
 
 
 def _contamination(
-    session: Session, test_set_id: int, sources: list[TrainingSource], max_record_bytes: int
+    session: Session,
+    test_set_id: int,
+    sources: list[TrainingSource],
+    max_record_bytes: int,
+    beat: Callable[[], None],
 ) -> Contamination:
     """Streams training fingerprints into a temporary table and joins the test set's against it."""
     connection = session.connection()
+    # Outside a write transaction SQLite creates it for good, so one a failed upload left on a pooled connection goes.
+    _TRAINING.drop(connection, checkfirst=True)
     _TRAINING.create(connection)
     batch: list[dict[str, str]] = []
     for source in sources:
@@ -220,6 +250,7 @@ def _contamination(
             if len(batch) >= INSERT_BATCH:
                 _insert_ignoring_duplicates(session, batch)
                 batch.clear()
+                beat()
     if batch:
         _insert_ignoring_duplicates(session, batch)
     training_inputs = session.scalar(select(func.count()).select_from(_TRAINING)) or 0
@@ -230,18 +261,6 @@ def _contamination(
     ).all()
     _TRAINING.drop(connection)
     return Contamination(int(training_inputs), int(contaminated), list(example_ids))
-
-
-def _assign_version(session: Session, row: HoldoutSet, if_absent: bool) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        key = zlib.crc32(row.name.encode("utf-8")) - 2**31
-        session.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": PG_UPLOAD_LOCK, "b": key})
-    live = (HoldoutSet.name == row.name) & HoldoutSet.deleted_at.is_(None) & HoldoutSet.version.is_not(None)
-    if if_absent and session.scalar(select(func.count()).where(live)):
-        raise _NameTaken(row.name)
-    latest = session.scalar(select(func.max(HoldoutSet.version)).where(HoldoutSet.name == row.name))
-    row.version = (latest or 0) + 1
-    session.flush()
 
 
 # -- reads ---------------------------------------------------------------------------------------
@@ -288,7 +307,13 @@ def config_of(row: HoldoutSet) -> SetConfig:
 
 
 def list_inputs(db: Database, test_set_id: int, cursor: int, limit: int) -> tuple[list[tuple[str, str]], int | None]:
-    """Ids and inputs from position ``cursor`` on; the next cursor, or None at the end."""
+    """Ids and inputs from position ``cursor`` on; the next cursor, or None at the end.
+
+    A page stops early once it holds INPUTS_PAGE_BYTES of ids and inputs, so a page of huge records stays
+    bounded in memory; rows are streamed, not fetched ``limit`` at once.
+    """
+    items: list[tuple[str, str]] = []
+    size = 0
     with db.session() as session:
         get_test_set(session, test_set_id)
         rows = session.execute(
@@ -296,9 +321,15 @@ def list_inputs(db: Database, test_set_id: int, cursor: int, limit: int) -> tupl
             .where(HoldoutRecord.test_set_id == test_set_id, HoldoutRecord.position >= cursor)
             .order_by(HoldoutRecord.position)
             .limit(limit + 1)
-        ).all()
-    more = len(rows) > limit
-    return [(r.record_id, r.input) for r in rows[:limit]], (rows[limit].position if more else None)
+            .execution_options(yield_per=100)
+        )
+        for position, record_id, text in rows:
+            size += len(record_id) + len(text.encode("utf-8"))
+            if len(items) == limit or (items and size > INPUTS_PAGE_BYTES):
+                rows.close()
+                return items, int(position)
+            items.append((record_id, text))
+    return items, None
 
 
 def iter_targets(session: Session, test_set_id: int, start: int = 0, stop: int | None = None) -> Iterator[Any]:
