@@ -189,7 +189,7 @@ def run_drift(
     columns = [c for c in compared_columns(reference, current) if c != "embedding" or projection is not None]
     if not columns:
         raise DriftInputError("the reference and the window have no feature in common")
-    from monitors.drift_report import build_report, read_results, usable_columns
+    from monitors.drift_report import build_report, read_results, report_html, usable_columns
 
     names = embedding_names(projection.components.shape[0] if projection is not None else 0)
     ref_frame = _frame(reference, columns, projection, config, salt=1)
@@ -203,4 +203,4 @@ def run_drift(
     results = read_results(snapshot, columns, config)
     drifted = sum(r.drifted for r in results)
     share = drifted / len(results)
-    return DriftOutcome(results, share, share >= config.drift_share, snapshot.get_html_str(as_iframe=False))
+    return DriftOutcome(results, share, share >= config.drift_share, report_html(snapshot))

@@ -5,8 +5,12 @@ Per-column drift is Evidently's ValueDrift with the configured method and thresh
 is one more Evidently metric defined here, because Evidently's own EmbeddingsDrift also renders a t-SNE
 map that takes minutes: this one runs the same embedding drift methods on a bounded sample of the
 projected embeddings and renders a counter.
+
+The report shows logged texts ("characteristic examples"), which are user input: ``report_html`` makes
+them inert before the report is stored.
 """
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +34,10 @@ from monitors.drift_features import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, TEXT_C
 
 # Below this many rows per side a domain classifier's ROC AUC is noise.
 MIN_MODEL_ROWS = 20
+# Evidently's standalone page opens its data block so, in <head>, before any user data.
+_DATA_BLOCK = re.compile(r"<script>\n\s*var (metric_[0-9a-f]+) = ")
+# In JSON these occur only inside strings, where the \u escapes decode to the same characters.
+_INERT_JSON = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 
 def _embedding_method(name: str, threshold: float) -> DriftMethod:
@@ -155,3 +163,18 @@ def read_results(snapshot: Snapshot, columns: list[str], config: DriftConfig) ->
         drifted = score > threshold if column == "embedding" else metric["id"] in failed
         by_column[column] = ColumnDrift(column, config.method(column), threshold, score, drifted)
     return [by_column[c] for c in columns if c in by_column]
+
+
+def report_html(snapshot: Snapshot) -> str:
+    """Evidently's standalone HTML with its embedded JSON made inert.
+
+    Evidently writes that JSON raw inside a ``<script>``, so a logged text holding ``</script>`` would end the
+    script and run as markup (stored XSS). The JSON has no raw newline, so the block ends at the first
+    ``\\n</script>`` after its opening; within it every ``<``, ``>`` and ``&`` becomes its ``\\u`` escape.
+    """
+    html = snapshot.get_html_str(as_iframe=False)
+    opening = _DATA_BLOCK.search(html)
+    end = html.find("\n</script>", opening.end()) if opening is not None else -1
+    if opening is None or end < 0:
+        raise RuntimeError("unexpected Evidently report layout: no embedded data block to escape")
+    return html[: opening.end()] + html[opening.end() : end].translate(_INERT_JSON) + html[end:]

@@ -35,7 +35,10 @@ def build_engine(settings: Settings, db: Database) -> InferenceEngine:
         "serving %s (%s, version %s) on %s as %s, %d linear layers packed for oneDNN",
         loaded.name, loaded.task, loaded.version[:12], loaded.device, loaded.dtype_name, packed,
     )
-    return InferenceEngine(loaded, settings, PredictionLog(database_sink(db)))
+    prediction_log = PredictionLog(
+        database_sink(db), max_buffered_bytes=settings.log_buffer_bytes, max_text_chars=settings.log_text_chars
+    )
+    return InferenceEngine(loaded, settings, prediction_log)
 
 
 async def start_inference(app: FastAPI, settings: Settings, db: Database) -> None:

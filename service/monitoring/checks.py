@@ -87,6 +87,8 @@ class DriftChecks:
         self._executor: Executor | None = None
         self._slot = asyncio.Semaphore(1)
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._inserting = 0
+        """Submissions admitted whose row is still being inserted: each already holds a place in MAX_PENDING."""
 
     def _make_executor(self) -> Executor:
         if self._settings.drift_executor == "thread":
@@ -128,12 +130,19 @@ class DriftChecks:
     async def submit(
         self, model: str, reference_id: int, window: Window, created_by: str, tick: datetime | None = None
     ) -> DriftCheck | None:
-        """Queue a check; None when ``tick`` was already taken by another replica."""
-        if len(self._tasks) >= MAX_PENDING:
-            raise ProblemError(
-                429, f"{len(self._tasks)} drift checks are already pending here", headers={"Retry-After": "30"}
-            )
-        row = await asyncio.to_thread(self._insert, model, reference_id, window, created_by, tick)
+        """Queue a check; None when ``tick`` was already taken by another replica.
+
+        The place is reserved before the insert is awaited: counting only started tasks let concurrent
+        requests all pass the check while their inserts were in flight.
+        """
+        pending = len(self._tasks) + self._inserting
+        if pending >= MAX_PENDING:
+            raise ProblemError(429, f"{pending} drift checks are already pending here", headers={"Retry-After": "30"})
+        self._inserting += 1
+        try:
+            row = await asyncio.to_thread(self._insert, model, reference_id, window, created_by, tick)
+        finally:
+            self._inserting -= 1
         if row is None:
             log.info("tick %s of %s is taken by another replica", tick, model)
             return None

@@ -10,6 +10,17 @@ UtcDatetime = Annotated[datetime, AfterValidator(lambda d: d if d.tzinfo else d.
 CheckStatus = Literal["queued", "running", "succeeded", "failed"]
 
 
+def _in_utc(moment: datetime) -> datetime:
+    """Windows are compared and stored in UTC; a time near year 1 or 9999 can have no UTC equivalent."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must lie between years 1 and 9999 once converted to UTC") from None
+
+
+WindowBound = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+
 def _check_window(start: datetime | None, end: datetime | None) -> None:
     if (start is None) != (end is None):
         raise ValueError("give both from and to, or neither")
@@ -25,8 +36,8 @@ class ReferenceRequest(BaseModel):
     test_set: int | None = Field(
         None, ge=1, le=2**31 - 1, description="Test set id; its inputs, never its labels, are used."
     )
-    start: AwareDatetime | None = Field(None, alias="from", description="Start of a window of logged traffic.")
-    end: AwareDatetime | None = Field(None, alias="to", description="End (exclusive) of the window.")
+    start: WindowBound | None = Field(None, alias="from", description="Start of a window of logged traffic.")
+    end: WindowBound | None = Field(None, alias="to", description="End (exclusive) of the window.")
     model: str | None = Field(
         None, min_length=1, max_length=200, description="Whose logged traffic; default the served model."
     )
@@ -66,8 +77,8 @@ class CheckRequest(BaseModel):
     reference: int | None = Field(
         None, ge=1, le=2**31 - 1, description="Reference id; default the newest of the served model."
     )
-    start: AwareDatetime | None = Field(None, alias="from", description="Start of the window to check.")
-    end: AwareDatetime | None = Field(None, alias="to", description="End (exclusive) of the window.")
+    start: WindowBound | None = Field(None, alias="from", description="Start of the window to check.")
+    end: WindowBound | None = Field(None, alias="to", description="End (exclusive) of the window.")
 
     @model_validator(mode="after")
     def _window(self) -> Self:
