@@ -32,10 +32,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     logging.basicConfig(level=settings.log_level.upper())
     db = Database(settings.resolved_database_url)
+    keys = KeyStore(db, parse_env_keys(settings.api_keys))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         migrate(db, settings.data_dir)
+        await keys.start()
         await asyncio.to_thread(restore_metrics, db)
         await start_inference(app, settings, db)
         await asyncio.to_thread(register_demo_test_set, db, settings)
@@ -50,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await stop_evaluations(app)
         await stop_monitoring(app)
         await stop_inference(app)
+        await keys.aclose()
         db.dispose()
 
     app = FastAPI(
@@ -60,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = db
-    app.state.keys = KeyStore(db, parse_env_keys(settings.api_keys))
+    app.state.keys = keys
     app.state.readiness = Readiness()
     app.state.readiness.add("database", database_check(db))
     app.state.inference = None

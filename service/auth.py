@@ -5,21 +5,25 @@ through ``hmac.compare_digest`` over all known hashes, so timing reveals nothing
 nearly matched. Keys are never logged.
 """
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
-import time
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from service.db.models import ApiKey
+from service.db.models import ApiKey, utcnow
 from service.db.session import Database
 from service.errors import ProblemError
+
+log = logging.getLogger("heldout.auth")
 
 
 class Role(IntEnum):
@@ -57,8 +61,12 @@ def parse_env_keys(spec: str) -> dict[str, Role]:
     return keys
 
 
+def generate_key() -> str:
+    return "hk_" + secrets.token_urlsafe(32)
+
+
 def create_key(db: Database, role: Role) -> str:
-    key = "hk_" + secrets.token_urlsafe(32)
+    key = generate_key()
     with db.session() as session:
         session.add(ApiKey(key_hash=hash_key(key), role=role.name))
     return key
@@ -70,36 +78,82 @@ def stored_key_count(db: Database) -> int:
 
 
 class KeyStore:
-    """Resolves a presented key against the env keys and the stored hashes.
+    """Resolves a presented key against the env keys and a snapshot of the stored, unrevoked hashes.
 
-    Stored hashes are cached for a few seconds so a busy inference path does not query the
-    database per request; a key created with ``heldout keys create`` works within that time.
+    ``lookup`` never touches the database: it runs on the event loop for every request. The snapshot is
+    replaced by ``refresh``, which a background task runs in a thread every REFRESH_SECONDS, so a key
+    created with ``heldout keys create`` starts working, and one revoked stops, within that time on every
+    replica. The same refresh records which stored keys were used since the last one: one UPDATE per
+    interval, not a write per request.
     """
 
-    CACHE_SECONDS = 5.0
+    REFRESH_SECONDS = 5.0
 
     def __init__(self, db: Database, env_keys: dict[str, Role]) -> None:
         self._db = db
         self._env_keys = env_keys
         self._stored: dict[str, Role] = {}
-        self._loaded_at = float("-inf")
-
-    def _stored_keys(self) -> dict[str, Role]:
-        if time.monotonic() - self._loaded_at > self.CACHE_SECONDS:
-            with self._db.session() as session:
-                self._stored = {h: Role[r] for h, r in session.execute(select(ApiKey.key_hash, ApiKey.role))}
-            self._loaded_at = time.monotonic()
-        return self._stored
+        self._used: set[str] = set()
+        self._used_lock = threading.Lock()
+        self._task: asyncio.Task[None] | None = None
 
     def has_any(self) -> bool:
         return bool(self._env_keys) or stored_key_count(self._db) > 0
 
+    def refresh(self) -> None:
+        """Blocking: write the last uses gathered since the previous refresh, then reload the snapshot."""
+        with self._used_lock:
+            used, self._used = self._used, set()
+        try:
+            with self._db.session() as session:
+                if used:
+                    session.execute(update(ApiKey).where(ApiKey.key_hash.in_(used)).values(last_used_at=utcnow()))
+                active = select(ApiKey.key_hash, ApiKey.role).where(ApiKey.revoked_at.is_(None))
+                stored = {key_hash: Role[role] for key_hash, role in session.execute(active)}
+        except BaseException:
+            with self._used_lock:
+                self._used |= used
+            raise
+        self._stored = stored
+
+    async def start(self) -> None:
+        """Load the snapshot before serving, then keep it fresh from a background task."""
+        await asyncio.to_thread(self.refresh)
+        self._task = asyncio.get_running_loop().create_task(self._refresh_forever(), name="heldout-keys")
+
+    async def aclose(self) -> None:
+        """Stop refreshing and write the last uses still pending."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        try:
+            await asyncio.to_thread(self.refresh)
+        except Exception:
+            log.warning("last use of API keys not recorded at shutdown", exc_info=True)
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.REFRESH_SECONDS)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception:
+                log.warning("stored API keys not refreshed; the last loaded set stays in use", exc_info=True)
+
     def lookup(self, key: str) -> Principal | None:
         presented = hash_key(key)
         found: Role | None = None
-        for known, role in [*self._env_keys.items(), *self._stored_keys().items()]:
+        for known, role in self._env_keys.items():
             if hmac.compare_digest(presented, known) and (found is None or role > found):
                 found = role
+        stored_match = False
+        for known, role in self._stored.items():
+            if hmac.compare_digest(presented, known):
+                stored_match = True
+                found = role if found is None or role > found else found
+        if stored_match:
+            with self._used_lock:
+                self._used.add(presented)
         return None if found is None else Principal(found, presented[:12])
 
 
@@ -109,8 +163,8 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: Authorization: B
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency admitting keys of ``role`` or a stronger one.
 
-    Async on purpose: a sync dependency costs every request a thread-pool hop, and the lookup is a
-    hash comparison except for the stored-key refresh every few seconds.
+    Async on purpose: a sync dependency costs every request a thread-pool hop, and the lookup is only
+    hash comparisons (the stored keys are refreshed by a background task, off the event loop).
     """
 
     async def dependency(

@@ -51,6 +51,7 @@ def test_stored_keys_resolve_to_their_role(database_url: str, tmp_path) -> None:
     assert not store.has_any()
     keys = {role: create_key(db, role) for role in Role}
     store = KeyStore(db, {})
+    store.refresh()
     assert store.has_any()
     for role, key in keys.items():
         principal = store.lookup(key)
