@@ -12,7 +12,6 @@ def reference_info(row: DriftReference) -> ReferenceInfo:
         source=row.source,
         rows=row.rows,
         columns=row.columns,
-        created_by=row.created_by,
         created_at=row.created_at,
     )
 

@@ -59,7 +59,6 @@ class ReferenceInfo(BaseModel):
     source: dict[str, Any] = Field(description='{"test_set": id, "name": ...} or {"from": ..., "to": ...}.')
     rows: int
     columns: list[str] = Field(description="Features the reference holds, so checks can compare.")
-    created_by: str
     created_at: UtcDatetime
 
 
