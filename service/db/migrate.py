@@ -1,6 +1,10 @@
-"""Apply Alembic migrations, serialised across processes so replicas can start together."""
+"""Apply Alembic migrations, serialised across processes so replicas can start together.
+
+Every start passes through here, so it is also where the data dir (the lock's home) is made owner-only.
+"""
 
 import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 
-from service.db.session import Database
+from service.db.session import FILE_MODE, Database, private_dir
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Arbitrary constant naming heldout's migration lock in pg_advisory_lock's key space.
@@ -27,8 +31,8 @@ def _migration_lock(db: Database, lock_dir: Path) -> Iterator[None]:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
                 conn.commit()
         return
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / ".migrate.lock", "w") as handle:
+    fd = os.open(lock_dir / ".migrate.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
+    with os.fdopen(fd, "r+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -44,5 +48,7 @@ def alembic_config(url: str) -> Config:
 
 
 def migrate(db: Database, lock_dir: Path) -> None:
+    """Upgrades to the latest schema; ``lock_dir`` is the data dir, made owner-only here on either database."""
+    private_dir(lock_dir)
     with _migration_lock(db, lock_dir):
         command.upgrade(alembic_config(db.url), "head")

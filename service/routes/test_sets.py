@@ -1,7 +1,7 @@
 """Blind test sets: upload (admin), metadata and inputs (reader), scoring (evaluator), deletion (admin).
 
 The upload parses its multipart body itself, after the auth dependency has passed, so an
-unauthenticated client cannot make the server spool a file to disk.
+unauthenticated client cannot make the server spool a file to disk; files spool to the data dir.
 """
 
 from typing import Annotated, Any
@@ -20,6 +20,7 @@ from service.errors import ProblemError
 from service.holdout import store, submissions
 from service.holdout.config import ConfigForm
 from service.holdout.records import Format, Task, UploadError
+from service.holdout.spool import read_form
 from service.holdout.training import TrainingSource
 from service.schemas.jsonable import to_jsonable
 from service.schemas.problem import problem_responses
@@ -81,7 +82,13 @@ def _upload_error(exc: UploadError) -> ProblemError:
 
 async def _read_form(request: Request) -> tuple[UploadForm, dict[str, UploadFile], Any]:
     try:
-        form = await request.form(max_files=len(FILE_FIELDS), max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES)
+        form = await read_form(
+            request,
+            _settings(request).data_dir,
+            max_files=len(FILE_FIELDS),
+            max_fields=MAX_FORM_FIELDS,
+            max_part_size=MAX_FIELD_BYTES,
+        )
     except ClientDisconnect:
         raise ProblemError(400, "the upload was cut off before its end") from None
     files = {key: value for key, value in form.items() if isinstance(value, UploadFile)}
@@ -173,7 +180,10 @@ async def inputs(
     request: Request,
     test_set_id: TestSetId,
     cursor: Annotated[int, Query(ge=0, le=MAX_INT, description="Position to start from: 0, then next_cursor.")] = 0,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    limit: Annotated[
+        int,
+        Query(ge=1, le=10_000, description="Records at most; a page also ends once it holds 8 MiB of ids and inputs."),
+    ] = 1000,
 ) -> Any:
     row = await run_in_threadpool(store.read_test_set, _db(request), test_set_id)
     items, next_cursor = await run_in_threadpool(store.list_inputs, _db(request), test_set_id, cursor, limit)
