@@ -13,6 +13,7 @@ import pytest
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
+from service.holdout.spool import spool_dir
 from service.settings import Settings
 from tests.deploy_tools import (
     CHART,
@@ -150,6 +151,39 @@ def test_writable_paths_are_volumes_and_the_model_is_read_only(rendered: dict[st
         model = [m for m in mounts.values() if m["name"] == "model"]
         assert model and model[0]["readOnly"] is True
         assert env(server(kinds))["HELDOUT_MODEL_PATH"].startswith(model[0]["mountPath"])
+
+
+QUANTITY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def quantity_bytes(quantity: str) -> int:
+    for unit, factor in QUANTITY_UNITS.items():
+        if quantity.endswith(unit):
+            return int(float(quantity.removesuffix(unit)) * factor)
+    return int(quantity)
+
+
+def test_uploads_spool_to_the_data_volume_which_holds_a_largest_upload(rendered: dict[str, str]) -> None:
+    """The /tmp emptyDir (1 GiB) would get the pod evicted by one large upload; the data volume holds it."""
+    kinds = by_kind(rendered)
+    container = server(kinds)
+    variables = env(container)
+    spool = str(spool_dir(Path(variables["HELDOUT_DATA_DIR"])))
+    covering = [m for m in container["volumeMounts"] if f"{spool}/".startswith(m["mountPath"].rstrip("/") + "/")]
+    mount = max(covering, key=lambda m: len(m["mountPath"]))
+    assert mount["name"] == "data" and "subPath" not in mount, mount
+    (deployment,) = kinds["Deployment"]
+    volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "data")
+    largest = int(variables.get("HELDOUT_MAX_UPLOAD_BYTES", Settings.model_fields["max_upload_bytes"].default))
+    if "emptyDir" in volume:
+        assert quantity_bytes(volume["emptyDir"].get("sizeLimit", str(2**63))) > largest
+    else:
+        claim = next(
+            c
+            for c in kinds["PersistentVolumeClaim"]
+            if c["metadata"]["name"] == volume["persistentVolumeClaim"]["claimName"]
+        )
+        assert quantity_bytes(claim["spec"]["resources"]["requests"]["storage"]) > largest
 
 
 def test_probes_and_startup_budget(rendered: dict[str, str]) -> None:
