@@ -6,9 +6,10 @@ folder before anything imports it.
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -29,8 +30,9 @@ def _settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise ConfigError("\n".join(describe_errors(exc))) from None
-    except SettingsError as exc:
-        raise ConfigError(str(exc)) from None
+    except SettingsError as exc:  # a value that is not even JSON, before validation
+        named = re.sub(r'field "(\w+)"', lambda m: f"HELDOUT_{m[1].upper()}", str(exc))
+        raise ConfigError(f"{named}: {exc.__cause__}" if exc.__cause__ else named) from None
 
 
 def _open_database(settings: Settings) -> "Database":
@@ -106,7 +108,10 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def _when(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC to the second; SQLite hands back naive UTC, PostgreSQL the session's zone."""
+    if moment is None:
+        return "-"
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def cmd_keys_list(_: argparse.Namespace) -> int:

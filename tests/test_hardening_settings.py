@@ -137,3 +137,12 @@ def test_generate_default_length_is_lowered_to_the_cap(generator: TestClient) ->
 def test_explicit_length_over_the_cap_is_still_refused(generator: TestClient) -> None:
     response = generator.post("/v1/generate", headers=auth("evaluator"), json={"inputs": ["a ="], "max_new_tokens": 5})
     assert response.status_code == 422 and "HELDOUT_MAX_NEW_TOKENS" in response.text
+
+
+def test_serve_names_a_variable_that_is_not_even_json(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setenv("HELDOUT_DRIFT_THRESHOLDS", "{not json")
+    assert cli_main(["serve", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "HELDOUT_DRIFT_THRESHOLDS" in err and "Traceback" not in err
