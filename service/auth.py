@@ -17,7 +17,7 @@ from enum import IntEnum
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from service.db.models import ApiKey, utcnow
 from service.db.session import Database
@@ -72,11 +72,6 @@ def create_key(db: Database, role: Role) -> str:
     return key
 
 
-def stored_key_count(db: Database) -> int:
-    with db.session() as session:
-        return int(session.scalar(select(func.count()).select_from(ApiKey)) or 0)
-
-
 class KeyStore:
     """Resolves a presented key against the env keys and a snapshot of the stored, unrevoked hashes.
 
@@ -96,9 +91,6 @@ class KeyStore:
         self._used: set[str] = set()
         self._used_lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
-
-    def has_any(self) -> bool:
-        return bool(self._env_keys) or stored_key_count(self._db) > 0
 
     def refresh(self) -> None:
         """Blocking: write the last uses gathered since the previous refresh, then reload the snapshot."""
