@@ -13,6 +13,7 @@ from service.db.migrate import migrate
 from service.db.session import Database
 from service.errors import install_error_handlers
 from service.holdout.demo import register_demo_test_set
+from service.holdout.staging import sweep_stale
 from service.inference.lifecycle import model_check, start_inference, stop_inference
 from service.jobs.lifecycle import start_evaluations, stop_evaluations
 from service.jobs.telemetry import restore_metrics
@@ -37,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         migrate(db, settings.data_dir)
+        # Staging a killed process left behind is purged in the background; a live upload's is not touched.
+        sweep = asyncio.create_task(asyncio.to_thread(sweep_stale, db), name="heldout-staging-sweep")
         await keys.start()
         await asyncio.to_thread(restore_metrics, db)
         await start_inference(app, settings, db)
@@ -53,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await stop_monitoring(app)
         await stop_inference(app)
         await keys.aclose()
+        await asyncio.gather(sweep, return_exceptions=True)
         db.dispose()
 
     app = FastAPI(

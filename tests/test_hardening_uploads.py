@@ -230,6 +230,17 @@ def test_the_next_upload_sweeps_abandoned_staging_but_not_a_live_upload(api: Tes
     assert record_count(db, body["id"]) == 1
 
 
+def test_a_start_sweeps_abandoned_staging(settings: Settings, db: Database) -> None:
+    dead = stage_abandoned(db, "killed", timedelta(hours=1), records=100)
+    live = stage_abandoned(db, "running-elsewhere", timedelta(seconds=5), records=10)
+    with TestClient(create_app(settings)):
+        deadline = time.monotonic() + 30
+        while dead in staged_ids(db) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert staged_ids(db) == [live]
+    assert record_count(db, dead) == 0 and record_count(db, live) == 10
+
+
 def test_an_upload_swept_while_stalled_fails_and_leaves_nothing(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     lines = big_lines(30_000)
     stream = GatedStream(b"".join(lines), gate=sum(len(line) for line in lines[:25_000]))
