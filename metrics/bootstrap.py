@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from metrics.cancel import checkpoint
+
 # Example-level counts generated at once: about CHUNK_CELLS * 8 bytes per buffer. Kept below glibc's
 # 32 MiB mmap threshold so the buffers are reused rather than mapped and faulted in for every chunk.
 CHUNK_CELLS = 1_000_000
@@ -59,6 +61,7 @@ def resampled_sums(stats: np.ndarray, n_resamples: int, rng: np.random.Generator
     rows = max(1, min(n_resamples, CHUNK_CELLS // max(1, n)))
     counts = np.empty((rows, n), dtype=weights.dtype)
     for start in range(0, n_resamples, rows):
+        checkpoint()
         block = min(rows, n_resamples - start)
         draws = rng.integers(0, n, size=(block, n))
         for row in range(block):

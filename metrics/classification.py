@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from metrics.bootstrap import CHUNK_CELLS, Interval, cell_counts_resamples, make_rng, percentile_interval
+from metrics.cancel import checkpoint
 from metrics.errors import MetricInputError
 
 AVERAGES: tuple[str | None, ...] = (None, "binary", "micro", "macro", "weighted", "samples")
@@ -576,7 +577,9 @@ def _show(labels: Sequence[Any]) -> str:
     return f"[{shown}{more}]"
 
 
-def _check_options(average: str | None, confidence_level: float, n_resamples: int, max_resamples: int | None) -> None:
+def _check_options(
+    average: str | None, confidence_level: float, n_resamples: int, max_resamples: int | None, seed: int | None
+) -> None:
     if average not in AVERAGES:
         raise MetricInputError(f"average must be one of {list(AVERAGES)}, got {average!r}", "average")
     if (
@@ -589,6 +592,8 @@ def _check_options(average: str | None, confidence_level: float, n_resamples: in
         raise MetricInputError(f"n_resamples must be a non-negative integer, got {n_resamples!r}", "n_resamples")
     if max_resamples is not None and n_resamples > max_resamples:
         raise MetricInputError(f"n_resamples={n_resamples} exceeds the limit of {max_resamples}", "n_resamples")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+        raise MetricInputError("seed must be a non-negative integer or null", "seed")
 
 
 def _label_warnings(counted: _Counted, labels_given: bool) -> list[str]:
@@ -646,6 +651,7 @@ def _resample_scores(
     rows = max(1, CHUNK_CELLS // cells.size)
     parts = []
     for start in range(0, n_resamples, rows):
+        checkpoint()
         draws = cell_counts_resamples(cells[occupied], min(rows, n_resamples - start), rng)
         full = np.zeros((len(draws), cells.size), dtype=np.int64)
         full[:, occupied] = draws
@@ -688,7 +694,7 @@ def classification_report(
     percentile bootstrap intervals (per label when ``average`` is None, keyed ``"f1[label]"``).
     Raises MetricInputError for bad input.
     """
-    _check_options(average, confidence_level, n_resamples, max_resamples)
+    _check_options(average, confidence_level, n_resamples, max_resamples, seed)
     zd = zero_division_value(zero_division)
     read = {"predictions": _read(predictions, "predictions"), "references": _read(references, "references")}
     _check_lengths(read)

@@ -34,12 +34,15 @@ from sacrebleu.metrics.base import Metric
 from sacrebleu.tokenizers.tokenizer_re import TokenizerRegexp
 from threadpoolctl import threadpool_limits
 
+from metrics.cancel import checkpoint
 from metrics.errors import MetricInputError
 
 # Segments per task: large enough to amortise inter-process transfer, small enough to bound memory.
 CHUNK_SEGMENTS = 5_000
 # Below this many segments, process start and transfer cost more than they save.
 INLINE_BELOW = 4_000
+# chrF and TER run per segment in Python: a cancelled run stops within this many segments.
+CHECK_EVERY = 256
 
 # BLEU tokenizers that work offline with sacrebleu's required dependencies; the rest need MeCab
 # dictionaries or SentencePiece models downloaded at first use.
@@ -404,6 +407,8 @@ def chunk_statistics(
         extractor = _SacrebleuExtractor(spec.build())
         rows = []
         for i, refs in enumerate(references):
+            if i % CHECK_EVERY == 0:
+                checkpoint()
             info = extractor.reference_info(refs)
             rows.append([extractor.segment(hyps[i], info) for hyps in systems])
         stats: np.ndarray = np.asarray(rows, dtype=spec.dtype).reshape(
@@ -457,10 +462,12 @@ def _ordered_map(
     pending: deque[Future[Any]] = deque()
     try:
         for task in tasks:
+            checkpoint()
             pending.append(pool.submit(fn, *task))
             if len(pending) >= in_flight:
                 yield pending.popleft().result()
         while pending:
+            checkpoint()
             yield pending.popleft().result()
     finally:
         for future in pending:
@@ -476,12 +483,17 @@ def resolve_workers(workers: int | None) -> int:
     return workers
 
 
+def _checked(fn: Callable[..., Any], task: tuple[Any, ...]) -> Any:
+    checkpoint()
+    return fn(*task)
+
+
 def run_tasks(
     fn: Callable[..., Any], tasks: Iterable[tuple[Any, ...]], workers: int, *, inline: bool
 ) -> list[Any]:
     """``fn(*task)`` for every task, in order: inline, or on the shared pool with few tasks in flight."""
     if inline or workers == 1:
-        return [fn(*task) for task in tasks]
+        return [_checked(fn, task) for task in tasks]
     pool = _pool(workers)
     try:
         return list(_ordered_map(pool, fn, tasks, in_flight=2 * workers))

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from metrics.bootstrap import CHUNK_CELLS, Interval, make_rng, percentile_interval, resampled_sums
+from metrics.cancel import checkpoint
 from metrics.classification import classification_report, label_codes, scores_from_confusion
 from metrics.errors import MetricInputError
 from metrics.generation import (
@@ -107,11 +108,11 @@ def _weighted_resampled_sums(
     """Bootstrap of sum(weights) examples where row i stands for weights[i] of them: multinomial over rows."""
     total = int(weights.sum())
     rows = max(1, CHUNK_CELLS // len(stats))
-    parts = [
-        rng.multinomial(total, weights / total, size=min(rows, n_resamples - start)).astype(np.float64)
-        @ stats
-        for start in range(0, n_resamples, rows)
-    ]
+    parts = []
+    for start in range(0, n_resamples, rows):
+        checkpoint()
+        draws = rng.multinomial(total, weights / total, size=min(rows, n_resamples - start))
+        parts.append(draws.astype(np.float64) @ stats)
     return np.concatenate(parts, axis=0)
 
 
@@ -158,6 +159,7 @@ def _swap_counts(
     """(rows, n_rows) counts of each row's examples kept on the baseline side in each shuffle."""
     rows = max(1, CHUNK_CELLS // n_rows)
     for start in range(0, n_trials, rows):
+        checkpoint()
         size = (min(rows, n_trials - start), n_rows)
         if weights is None:
             yield rng.integers(2, size=size, dtype=bool).astype(np.float64)

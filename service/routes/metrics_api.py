@@ -1,15 +1,19 @@
-"""Stateless scoring of a caller's own predictions: parse, delegate to ``metrics``, return."""
+"""Stateless scoring of a caller's own predictions: parse, delegate to ``metrics``, return.
+
+Bodies are length- and text-checked before parsing (``BoundedJSONRoute``); every computation runs
+under the concurrency cap and the deadline (``run_metric``).
+"""
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 
 from metrics.classification import classification_report
-from metrics.errors import MetricInputError
 from metrics.generation import generation_report
 from metrics.significance import compare_classification, compare_generation
 from service.auth import Role, require
+from service.metrics_limits import run_metric
+from service.request_guard import BoundedJSONRoute
 from service.schemas.jsonable import to_jsonable
 from service.schemas.metrics import (
     ClassificationCompareRequest,
@@ -26,6 +30,7 @@ router = APIRouter(
     prefix="/v1/metrics",
     tags=["metrics"],
     dependencies=[Depends(require(Role.evaluator))],
+    route_class=BoundedJSONRoute,
 )
 
 
@@ -34,16 +39,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _check_size(settings: Settings, n: int, field: str) -> None:
-    if n > settings.max_segments:
-        raise MetricInputError(f"{n} items exceed HELDOUT_MAX_SEGMENTS ({settings.max_segments})", field)
-
-
 @router.post("/classification", response_model=ClassificationResponse)
 async def classification(body: ClassificationRequest, request: Request) -> Any:
     settings = _settings(request)
-    _check_size(settings, len(body.predictions), "predictions")
-    report = await run_in_threadpool(
+    report = await run_metric(
+        request,
         classification_report,
         body.predictions,
         body.references,
@@ -62,7 +62,8 @@ async def classification(body: ClassificationRequest, request: Request) -> Any:
 @router.post("/generation", response_model=GenerationResponse)
 async def generation(body: GenerationRequest, request: Request) -> Any:
     settings = _settings(request)
-    scores = await run_in_threadpool(
+    scores = await run_metric(
+        request,
         generation_report,
         body.hypotheses,
         body.references,
@@ -87,7 +88,6 @@ CompareBody = Annotated[GenerationCompareRequest | ClassificationCompareRequest,
 @router.post("/compare", response_model=CompareResponse)
 async def compare(body: CompareBody, request: Request) -> Any:
     settings = _settings(request)
-    _check_size(settings, len(body.references), "references")
     common: dict[str, Any] = {
         "metrics": body.metrics,
         "test": body.test,
@@ -97,7 +97,8 @@ async def compare(body: CompareBody, request: Request) -> Any:
         "max_resamples": settings.max_resamples,
     }
     if isinstance(body, GenerationCompareRequest):
-        results = await run_in_threadpool(
+        results = await run_metric(
+            request,
             lambda: compare_generation(
                 body.references,
                 body.baseline,
@@ -108,10 +109,11 @@ async def compare(body: CompareBody, request: Request) -> Any:
                 workers=settings.metric_workers,
                 max_segments=settings.max_segments,
                 **common,
-            )
+            ),
         )
     else:
-        results = await run_in_threadpool(
+        results = await run_metric(
+            request,
             lambda: compare_classification(
                 body.references,
                 body.baseline,
@@ -121,6 +123,6 @@ async def compare(body: CompareBody, request: Request) -> Any:
                 pos_label=body.pos_label,
                 zero_division=body.zero_division,
                 **common,
-            )
+            ),
         )
     return {"results": to_jsonable(results)}

@@ -22,6 +22,7 @@ from service.holdout.config import ConfigForm
 from service.holdout.records import Format, Task, UploadError
 from service.holdout.spool import read_form
 from service.holdout.training import TrainingSource
+from service.request_guard import reject_lone_surrogates
 from service.schemas.jsonable import to_jsonable
 from service.schemas.problem import problem_responses
 from service.schemas.test_sets import (
@@ -203,6 +204,7 @@ async def score(
     principal: Annotated[Principal, Depends(require(Role.evaluator))],
 ) -> Any:
     settings = _settings(request)
+    reject_lone_surrogates(await request.body(), {"predictions": body.predictions})
     outcome = await run_in_threadpool(
         submissions.submit,
         _db(request),

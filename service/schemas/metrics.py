@@ -15,7 +15,7 @@ class IntervalRequest(BaseModel):
 
     confidence_level: float = Field(0.95, gt=0, lt=1)
     n_resamples: int = Field(1000, ge=0, description="Bootstrap resamples; 0 turns intervals off.")
-    seed: int | None = Field(0, description="Seed for reproducible intervals; null draws a fresh one.")
+    seed: int | None = Field(0, ge=0, description="Seed for reproducible intervals; null draws a fresh one.")
 
 
 class ClassificationRequest(IntervalRequest):
@@ -119,7 +119,7 @@ class PairedRequest(BaseModel):
 
     test: PairedTestName = "paired_bootstrap"
     n_resamples: int = Field(1000, ge=1)
-    seed: int | None = 0
+    seed: int | None = Field(0, ge=0, description="Seed for a reproducible test; null draws a fresh one.")
     confidence_level: float = Field(0.95, gt=0, lt=1)
 
 
