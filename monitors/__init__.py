@@ -1,1 +1,1 @@
-"""Prometheus instruments, prediction log, online accuracy and drift."""
+"""Prometheus instruments, and drift computation over logged features (Evidently)."""

@@ -11,11 +11,6 @@ from typing import Any
 
 import numpy as np
 
-NUMERIC_COLUMNS = ("n_chars", "n_tokens", "unk_share", "confidence")
-CATEGORICAL_COLUMNS = ("label",)
-TEXT_COLUMNS = ("text",)
-EMBEDDING_COLUMNS = ("embedding",)
-ALL_COLUMNS = NUMERIC_COLUMNS + CATEGORICAL_COLUMNS + TEXT_COLUMNS + EMBEDDING_COLUMNS
 # The domain classifier needs a sentence's words, not a whole document; longer inputs are cut to this.
 MAX_TEXT_CHARS = 2000
 

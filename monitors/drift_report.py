@@ -29,8 +29,7 @@ from evidently.legacy.renderers.html_widgets import CounterData, counter
 from evidently.metrics import ValueDrift
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from monitors.drift import ColumnDrift, DriftConfig
-from monitors.drift_features import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, TEXT_COLUMNS
+from monitors.drift_config import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, TEXT_COLUMNS, ColumnDrift, DriftConfig
 
 # Below this many rows per side a domain classifier's ROC AUC is noise.
 MIN_MODEL_ROWS = 20

@@ -12,18 +12,18 @@ from service.auth import KeyStore, parse_env_keys
 from service.db.migrate import migrate
 from service.db.session import Database
 from service.errors import install_error_handlers
-from service.holdout.demo import register_demo_test_set
-from service.holdout.staging import sweep_stale
-from service.inference.lifecycle import model_check, start_inference, stop_inference
-from service.jobs.lifecycle import start_evaluations, stop_evaluations
-from service.jobs.telemetry import restore_metrics
+from service.evaluations.startup import start_evaluations, stop_evaluations
+from service.evaluations.telemetry import restore_metrics
+from service.inference.startup import model_check, start_inference, stop_inference
 from service.middleware import BodySizeLimit, HttpMetrics
-from service.monitoring.lifecycle import start_monitoring, stop_monitoring
+from service.monitoring.startup import start_monitoring, stop_monitoring
 from service.openapi import install_problem_docs
 from service.predict_fast_path import PredictFastPath
 from service.readiness import Readiness, database_check
 from service.routes import drift, evaluations, feedback, health, inference, metrics_api, test_sets
 from service.settings import Settings
+from service.test_sets.demo import register_demo_test_set
+from service.test_sets.staging import sweep_stale
 
 # Routes whose bodies are streamed to disk, so they get HELDOUT_MAX_UPLOAD_BYTES instead.
 UPLOAD_PATHS = frozenset({"/v1/test-sets"})

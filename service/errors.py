@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from metrics.errors import MetricInputError
+from service.domain_errors import Busy, Conflict, DomainError, Invalid, NotFound, TimedOut, Unavailable
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("heldout.errors")
@@ -87,6 +88,33 @@ async def _metric_input_handler(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, f"{field}: {exc.message}", errors=[{"field": field, "message": exc.message}])
 
 
+# Most specific first: the first base class a domain error is an instance of gives its status.
+DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = (
+    (NotFound, 404),
+    (Conflict, 409),
+    (Invalid, 422),
+    (Busy, 429),
+    (Unavailable, 503),
+    (TimedOut, 504),
+)
+
+
+def domain_problem(exc: DomainError) -> ProblemError:
+    """The one map from a domain refusal to its HTTP answer: status, detail, field, Retry-After."""
+    status = next((code for kind, code in DOMAIN_STATUS if isinstance(exc, kind)), 500)
+    detail = f"{exc.field}: {exc.message}" if exc.field else exc.message
+    errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
+    retry_after = getattr(exc, "retry_after_s", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return ProblemError(status, detail, errors=errors, headers=headers)
+
+
+async def _domain_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    problem = domain_problem(exc)
+    return problem_response(problem.status, problem.detail, errors=problem.errors, headers=problem.headers)
+
+
 async def _problem_handler(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
     return problem_response(exc.status, exc.detail, errors=exc.errors, headers=exc.headers)
@@ -112,5 +140,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(MetricInputError, _metric_input_handler)
     app.add_exception_handler(ProblemError, _problem_handler)
+    app.add_exception_handler(DomainError, _domain_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
     app.add_exception_handler(Exception, _unhandled_handler)

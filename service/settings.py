@@ -7,8 +7,8 @@ from typing import Any, Literal, Self, get_args
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from monitors.drift import check_overrides
-from monitors.scheduler import check_cron
+from monitors.drift_config import check_overrides
+from service.monitoring.scheduler import check_cron
 
 
 class Settings(BaseSettings):

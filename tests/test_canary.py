@@ -24,7 +24,7 @@ from metrics.evaluate_modules import module_path
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import auth
-from tests.holdout_fixtures import jsonl, upload
+from tests.fixtures_test_sets import jsonl, upload
 
 pytest_plugins = ["tests.inference_fixtures"]
 

@@ -13,8 +13,8 @@ import pytest
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from service.holdout.spool import spool_dir
 from service.settings import Settings
+from service.test_sets.spool import spool_dir
 from tests.deploy_tools import (
     CHART,
     DASHBOARD,

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from monitors import drift_gauges
 from service.settings import Settings
 from tests.conftest import auth
-from tests.holdout_fixtures import jsonl, uploaded
+from tests.fixtures_test_sets import jsonl, uploaded
 from tests.monitoring_fixtures import (
     MODEL,
     insert_rows,

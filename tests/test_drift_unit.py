@@ -9,8 +9,9 @@ from scipy import stats
 from sklearn.decomposition import PCA
 from sklearn.metrics import accuracy_score, f1_score
 
-from monitors import drift
-from monitors.drift import DriftConfig, DriftInputError, run_drift
+from monitors import drift_config
+from monitors.drift import DriftInputError, run_drift
+from monitors.drift_config import DriftConfig
 from monitors.drift_features import FeatureTable, LoggedPrediction, classifier_log_features
 from monitors.online_accuracy import online_scores
 from monitors.projection import SKETCH_DIM, EmbeddingSketch, Projection
@@ -45,9 +46,9 @@ def test_method_tables_match_evidentlys_registry() -> None:
         kind: {s.name for s in registered if kind in {t.value for t in s.allowed_feature_types}}
         for kind in ("num", "cat", "text")
     }
-    assert by_type["num"] == drift.NUMERIC_METHODS
-    assert by_type["cat"] == drift.CATEGORICAL_METHODS
-    assert by_type["text"] == drift.TEXT_METHODS
+    assert by_type["num"] == drift_config.NUMERIC_METHODS
+    assert by_type["cat"] == drift_config.CATEGORICAL_METHODS
+    assert by_type["text"] == drift_config.TEXT_METHODS
 
 
 def test_same_distribution_is_not_drift(reference: FeatureTable, projection: Projection) -> None:
@@ -103,10 +104,10 @@ def test_columns_without_data_are_left_out_and_nothing_in_common_is_an_error(ref
 
 
 def test_overrides_are_checked() -> None:
-    drift.check_overrides({"n_chars": "ks", "label": "TVD", "embedding": "mmd"}, {"text": 0.6})
+    drift_config.check_overrides({"n_chars": "ks", "label": "TVD", "embedding": "mmd"}, {"text": 0.6})
     for methods, thresholds in (({"n_chars": "chisquare"}, {}), ({"colour": "ks"}, {}), ({}, {"label": -1.0})):
         with pytest.raises(ValueError):
-            drift.check_overrides(methods, thresholds)
+            drift_config.check_overrides(methods, thresholds)
 
 
 def test_projection_matches_sklearn_pca_up_to_sign() -> None:

@@ -22,11 +22,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from metrics.evaluate_modules import module_path
 from service.db.models import PredictionLogEntry
 from tests.conftest import auth
-from tests.holdout_fixtures import jsonl, uploaded
+from tests.fixtures_test_sets import jsonl, uploaded
 from tests.inference_fixtures import CLASSIFIER_LABELS, MULTI_LABELS
 from tests.tiny_models import COPY_LETTERS, SENTENCES
 
-pytest_plugins = ["tests.holdout_fixtures", "tests.inference_fixtures"]
+pytest_plugins = ["tests.fixtures_test_sets", "tests.inference_fixtures"]
 
 FAST = {"evaluation_shard_size": 7, "evaluation_poll_s": 0.05, "scoring_resamples": 100}
 

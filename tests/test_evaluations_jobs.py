@@ -18,18 +18,19 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from service.db.models import Evaluation, EvaluationShard
 from service.db.session import Database
-from service.inference.lifecycle import build_engine
-from service.jobs import store
-from service.jobs.runner import EngineRunner, Transient
-from service.jobs.worker import EvaluationWorker
+from service.evaluations import job_store
+from service.evaluations.evaluation_worker import EvaluationWorker
+from service.evaluations.runner import EngineRunner, Transient
+from service.inference.startup import build_engine
 from service.settings import Settings
-from tests.holdout_fixtures import stored_set
+from service.tasks import Task
+from tests.fixtures_test_sets import stored_set
 from tests.inference_fixtures import CLASSIFIER_LABELS
 from tests.tiny_models import SENTENCES
 
-pytest_plugins = ["tests.holdout_fixtures", "tests.inference_fixtures"]
+pytest_plugins = ["tests.fixtures_test_sets", "tests.inference_fixtures"]
 
-MODEL = store.ModelIdentity("m", "v1", "classification")
+MODEL = job_store.ModelIdentity("m", "v1", Task.classification, False)
 
 
 def rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -40,9 +41,11 @@ def rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
     ]
 
 
-def new_job(db: Database, n: int, shard_size: int, model: store.ModelIdentity = MODEL, name: str = "s") -> Evaluation:
+def new_job(
+    db: Database, n: int, shard_size: int, model: job_store.ModelIdentity = MODEL, name: str = "s"
+) -> Evaluation:
     test_set = stored_set(db, rows(n), name=name)
-    return store.create(
+    return job_store.create(
         db,
         test_set,
         model,
@@ -67,13 +70,13 @@ def shards(db: Database, evaluation_id: int) -> list[EvaluationShard]:
 
 def test_concurrent_claims_never_share_a_shard(database: Database, database_url: str) -> None:
     job = new_job(database, 40, 5)
-    claimed: list[store.ClaimedShard | None] = []
+    claimed: list[job_store.ClaimedShard | None] = []
     lock = threading.Lock()
 
     def claimer(i: int) -> None:
         db = Database(database_url)  # each thread is its own replica with its own connections
         for _ in range(3):
-            shard = store.claim(db, f"owner-{i}", MODEL, timedelta(seconds=60))
+            shard = job_store.claim(db, f"owner-{i}", MODEL, timedelta(seconds=60))
             with lock:
                 claimed.append(shard)
         db.dispose()
@@ -85,32 +88,33 @@ def test_concurrent_claims_never_share_a_shard(database: Database, database_url:
         thread.join()
     got = [c.idx for c in claimed if c is not None]
     assert sorted(got) == list(range(8)) and claimed.count(None) == 18 - 8
-    assert store.get(database, job.id).status == "running"
+    assert job_store.get(database, job.id).status == "running"
 
 
 def test_expired_lease_is_taken_over_and_counted_once(database: Database) -> None:
     job = new_job(database, 6, 3)
     lease = timedelta(seconds=1)
-    first = store.claim(database, "a", MODEL, lease)
+    first = job_store.claim(database, "a", MODEL, lease)
     assert first is not None and first.idx == 0
-    second = store.claim(database, "b", MODEL, lease)
+    second = job_store.claim(database, "b", MODEL, lease)
     assert second is not None and second.idx == 1
-    assert store.claim(database, "c", MODEL, lease) is None
-    assert store.renew(database, first.id, "a", lease)
+    assert job_store.claim(database, "c", MODEL, lease) is None
+    assert job_store.renew(database, first.id, "a", lease)
     time.sleep(1.2)
-    taken = store.claim(database, "c", MODEL, lease)
+    taken = job_store.claim(database, "c", MODEL, lease)
     assert taken is not None and taken.idx == 0 and taken.attempts == 2
-    assert not store.renew(database, first.id, "a", lease)
-    assert not store.complete(database, first, "a", ["x"] * 3)
-    assert store.complete(database, taken, "c", ["neutral"] * 3)
-    assert not store.complete(database, taken, "c", ["neutral"] * 3)
-    assert store.get(database, job.id).done == 3
-    assert store.claim_reduce(database, "c", lease) is None  # shard 1 is not done yet
+    assert not job_store.renew(database, first.id, "a", lease)
+    assert not job_store.complete(database, first, "a", ["x"] * 3)
+    assert job_store.complete(database, taken, "c", ["neutral"] * 3)
+    assert not job_store.complete(database, taken, "c", ["neutral"] * 3)
+    assert job_store.get(database, job.id).done == 3
+    assert job_store.claim_reduce(database, "c", lease) is None  # shard 1 is not done yet
 
 
 def test_other_model_versions_do_not_claim(database: Database) -> None:
     new_job(database, 4, 2)
-    assert store.claim(database, "x", store.ModelIdentity("m", "v2", "classification"), timedelta(seconds=5)) is None
+    other = job_store.ModelIdentity("m", "v2", Task.classification, False)
+    assert job_store.claim(database, "x", other, timedelta(seconds=5)) is None
 
 
 class Flaky:
@@ -122,7 +126,7 @@ class Flaky:
         self.calls = 0
 
     @property
-    def identity(self) -> store.ModelIdentity:
+    def identity(self) -> job_store.ModelIdentity:
         return MODEL
 
     async def run(self, texts: Sequence[str], options: dict[str, Any]) -> list[Any]:
@@ -137,7 +141,7 @@ def run_until_finished(db: Database, workers: list[EvaluationWorker], evaluation
         for worker in workers:
             worker.start(lanes=1)
         deadline = time.monotonic() + seconds
-        while store.get(db, evaluation_id).status not in ("succeeded", "failed"):
+        while job_store.get(db, evaluation_id).status not in ("succeeded", "failed"):
             assert time.monotonic() < deadline, "the job did not finish"
             await asyncio.sleep(0.05)
         for worker in workers:
@@ -163,19 +167,19 @@ def worker(db: Database, runner: Any, owner: str, lease_s: float = 5, max_attemp
 def test_failures_are_retried_then_fail_the_job(database: Database) -> None:
     job = new_job(database, 4, 4)
     run_until_finished(database, [worker(database, Flaky(2), "w", max_attempts=3)], job.id)
-    assert store.get(database, job.id).status == "succeeded"
+    assert job_store.get(database, job.id).status == "succeeded"
     assert shards(database, job.id)[0].attempts == 3
 
     job = new_job(database, 4, 4, name="t")
     run_until_finished(database, [worker(database, Flaky(10**6), "w", max_attempts=2)], job.id)
-    failed = store.get(database, job.id)
+    failed = job_store.get(database, job.id)
     assert failed.status == "failed" and failed.error == "shard 0 failed 2 times; last error: RuntimeError: boom"
 
 
 def test_busy_model_retries_do_not_count(database: Database) -> None:
     job = new_job(database, 4, 4)
     run_until_finished(database, [worker(database, Flaky(5, transient=True), "w", max_attempts=1)], job.id)
-    assert store.get(database, job.id).status == "succeeded"
+    assert job_store.get(database, job.id).status == "succeeded"
     assert shards(database, job.id)[0].attempts == 1
 
 
@@ -216,7 +220,7 @@ def test_replicas_share_one_job_and_a_dead_replicas_shard_is_taken_over(
         runner = engine_runner()
         await runner._engine.start()
         identity = runner.identity
-        job = store.create(
+        job = job_store.create(
             database,
             test_set,
             identity,
@@ -227,14 +231,14 @@ def test_replicas_share_one_job_and_a_dead_replicas_shard_is_taken_over(
             created_by="test",
         )
         # A replica that died holding shard 0: its lease runs out and someone else must take it.
-        dead = store.claim(database, "dead-replica", identity, timedelta(seconds=1))
+        dead = job_store.claim(database, "dead-replica", identity, timedelta(seconds=1))
         assert dead is not None and dead.idx == 0
         replicas = [Database(database_url) for _ in range(3)]
         workers = [worker(db, runner, f"replica-{i}", lease_s=10) for i, db in enumerate(replicas)]
         for w in workers:
             w.start(lanes=1)
         deadline = time.monotonic() + 90
-        while store.get(database, job.id).status not in ("succeeded", "failed"):
+        while job_store.get(database, job.id).status not in ("succeeded", "failed"):
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
         for w in workers:
@@ -245,7 +249,7 @@ def test_replicas_share_one_job_and_a_dead_replicas_shard_is_taken_over(
         return job.id, [w.owner for w in workers]
 
     evaluation_id, owners = asyncio.run(scenario())
-    job = store.get(database, evaluation_id)
+    job = job_store.get(database, evaluation_id)
     assert job.status == "succeeded", job.error
     assert (job.done, job.total) == (120, 120)
     done = shards(database, evaluation_id)
@@ -255,7 +259,7 @@ def test_replicas_share_one_job_and_a_dead_replicas_shard_is_taken_over(
     assert all(len(s.output or []) == s.stop - s.start for s in done)
 
     predicted = offline_labels([r["text"] for r in data])
-    assert store.predictions(database, evaluation_id) == predicted
+    assert job_store.predictions(database, evaluation_id) == predicted
     truth = [r["label"] for r in data]
     p, r, f, _ = precision_recall_fscore_support(
         truth, predicted, average="macro", labels=sorted(set(truth)), zero_division=0

@@ -24,14 +24,14 @@ from sklearn.metrics import accuracy_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from service.db.session import Database
-from service.jobs import store
+from service.evaluations import job_store
 from tests.conftest import auth, env_keys
-from tests.holdout_fixtures import jsonl
+from tests.fixtures_test_sets import jsonl
 from tests.inference_fixtures import CLASSIFIER_LABELS
 from tests.live_server import free_port, wait_for
 from tests.tiny_models import SENTENCES
 
-pytest_plugins = ["tests.holdout_fixtures", "tests.inference_fixtures"]
+pytest_plugins = ["tests.fixtures_test_sets", "tests.inference_fixtures"]
 
 N = 600
 LEASE_S = 2
@@ -132,7 +132,7 @@ def test_kill_9_mid_evaluation_resumes_without_loss_or_double_counting(
         server.wait()
 
     db = Database(database_url)
-    killed = store.get(db, job["id"])
+    killed = job_store.get(db, job["id"])
     assert killed.status == "running" and 0 < killed.done < N, (killed.status, killed.done)
     db.dispose()
 
@@ -148,7 +148,7 @@ def test_kill_9_mid_evaluation_resumes_without_loss_or_double_counting(
     assert result["status"] == "succeeded", result["error"]
     assert result["progress"] == {"done": N, "total": N}
     db = Database(database_url)
-    predicted = store.predictions(db, job["id"])
+    predicted = job_store.predictions(db, job["id"])
     db.dispose()
     expected = offline(classifier_dir, [r["text"] for r in rows])
     assert predicted == expected

@@ -5,11 +5,12 @@ import json
 from fastapi.testclient import TestClient
 
 from service.auth import hash_key
-from service.db.models import DriftReference, HoldoutSet
+from service.db.models import DriftReference, TestSet
 from service.db.session import Database
-from service.jobs import store
+from service.evaluations import job_store
+from service.tasks import Task
 from tests.conftest import KEYS, auth
-from tests.holdout_fixtures import jsonl, uploaded
+from tests.fixtures_test_sets import jsonl, uploaded
 
 ADMIN_PREFIX = hash_key(KEYS["admin"])[:12]
 
@@ -19,12 +20,12 @@ def test_reader_responses_carry_no_key_hash_prefix(client: TestClient) -> None:
     test_set = uploaded(client, jsonl(rows), name="exposed")
     db: Database = client.app.state.db  # type: ignore[attr-defined]
     with db.session() as session:
-        row = session.get(HoldoutSet, test_set["id"])
+        row = session.get(TestSet, test_set["id"])
         assert row is not None and row.created_by == ADMIN_PREFIX  # the stored audit trail keeps it
-    job = store.create(
+    job = job_store.create(
         db,
         row,
-        store.ModelIdentity("m", "v1", "classification"),
+        job_store.ModelIdentity("m", "v1", Task.classification, False),
         metrics=["accuracy"],
         extra_metrics=[],
         options={},

@@ -23,9 +23,9 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import KEYS, env_keys
-from tests.holdout_fixtures import jsonl, uploaded
+from tests.fixtures_test_sets import jsonl, uploaded
 
-pytest_plugins = ["tests.holdout_fixtures"]
+pytest_plugins = ["tests.fixtures_test_sets"]
 
 N = 1000
 PROBES = 8

@@ -19,9 +19,9 @@ from metrics.classification import classification_report
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import auth
-from tests.holdout_fixtures import jsonl, score, uploaded
+from tests.fixtures_test_sets import jsonl, score, uploaded
 
-pytest_plugins = ["tests.holdout_fixtures"]
+pytest_plugins = ["tests.fixtures_test_sets"]
 
 JSON = {**auth("evaluator"), "Content-Type": "application/json"}
 

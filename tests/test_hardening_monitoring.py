@@ -18,13 +18,13 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from monitors.prediction_log import PredictionLog, PredictionRecord
 from service.db.models import PredictionLogEntry
 from service.db.session import Database
-from service.inference.prediction_store import database_sink
+from service.inference.prediction_log import PredictionLog, PredictionRecord
+from service.inference.prediction_log_sink import database_sink
 from service.monitoring import checks
 from service.monitoring.checks import MAX_PENDING, DriftChecks
-from service.monitoring.worker import CheckFailed, CheckJob, CheckOutput
+from service.monitoring.drift_worker import CheckFailed, CheckJob, CheckOutput
 from service.settings import Settings
 from tests.conftest import auth
 from tests.monitoring_fixtures import MODEL, insert_rows, iso, monitored_client, synthetic_rows, wait_for_check

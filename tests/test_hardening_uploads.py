@@ -15,20 +15,20 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from service.app import create_app
-from service.db.models import HoldoutRecord, HoldoutSet, PredictionLogEntry, utcnow
+from service.db.models import PredictionLogEntry, TestRecord, TestSet, utcnow
 from service.db.session import Database
 from service.errors import ProblemError
-from service.holdout import staging
-from service.holdout.config import ConfigForm
-from service.holdout.records import Task
-from service.holdout.store import Upload, create_test_set
-from service.jobs.evaluations import resolve_test_set
+from service.evaluations.operations import resolve_test_set
 from service.monitoring import references
 from service.settings import Settings
+from service.tasks import Task
+from service.test_sets import staging
+from service.test_sets.config import ConfigForm
+from service.test_sets.store import Upload, create_test_set
 from tests.conftest import auth
-from tests.holdout_fixtures import jsonl, score, upload, uploaded
+from tests.fixtures_test_sets import jsonl, score, upload, uploaded
 
-pytest_plugins = ["tests.holdout_fixtures"]
+pytest_plugins = ["tests.fixtures_test_sets"]
 
 BIG = 120_000
 # Where the upload pauses: past two staging batches, so records are committed but the set is not.
@@ -94,13 +94,13 @@ def db(settings: Settings, api: TestClient) -> Iterator[Database]:
 
 def staged_ids(db: Database) -> list[int]:
     with db.session() as session:
-        return list(session.scalars(select(HoldoutSet.id).where(HoldoutSet.version.is_(None))))
+        return list(session.scalars(select(TestSet.id).where(TestSet.version.is_(None))))
 
 
 def record_count(db: Database, set_id: int | None = None) -> int:
-    query = select(func.count()).select_from(HoldoutRecord)
+    query = select(func.count()).select_from(TestRecord)
     if set_id is not None:
-        query = query.where(HoldoutRecord.test_set_id == set_id)
+        query = query.where(TestRecord.test_set_id == set_id)
     with db.session() as session:
         return int(session.scalar(query) or 0)
 
@@ -184,7 +184,7 @@ def test_a_malformed_line_late_in_the_file_leaves_nothing_behind(api: TestClient
     assert "line 120001" in response.json()["detail"]
     assert staged_ids(db) == [] and record_count(db) == 0
     with db.session() as session:
-        assert session.scalar(select(func.count()).select_from(HoldoutSet)) == 0
+        assert session.scalar(select(func.count()).select_from(TestSet)) == 0
 
 
 def test_duplicate_ids_found_after_staging_leave_nothing_behind(api: TestClient, db: Database) -> None:
@@ -215,7 +215,7 @@ def stage_abandoned(db: Database, name: str, age: timedelta, records: int) -> in
         ],
     )
     with db.session() as session:
-        session.get_one(HoldoutSet, set_id).heartbeat_at = utcnow() - age
+        session.get_one(TestSet, set_id).heartbeat_at = utcnow() - age
     return set_id
 
 
@@ -226,7 +226,7 @@ def test_the_next_upload_sweeps_abandoned_staging_but_not_a_live_upload(api: Tes
     assert sorted(staged_ids(db)) == [live]
     assert record_count(db, dead) == 0 and record_count(db, live) == 10
     with db.session() as session:
-        assert session.get(HoldoutSet, dead) is None
+        assert session.get(TestSet, dead) is None
     assert record_count(db, body["id"]) == 1
 
 

@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.holdout import store
-from service.holdout.spool import spool_dir
 from service.routes import test_sets
 from service.settings import Settings
-from tests.holdout_fixtures import jsonl, uploaded
+from service.test_sets import store
+from service.test_sets.spool import spool_dir
+from tests.fixtures_test_sets import jsonl, uploaded
 
 
 def mode(path: Path) -> int:

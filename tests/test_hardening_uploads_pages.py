@@ -5,11 +5,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.holdout import store
+from service.test_sets import store
 from tests.conftest import auth
-from tests.holdout_fixtures import jsonl, uploaded
+from tests.fixtures_test_sets import jsonl, uploaded
 
-pytest_plugins = ["tests.holdout_fixtures"]
+pytest_plugins = ["tests.fixtures_test_sets"]
 
 RECORD_CHARS = 1_000_000
 

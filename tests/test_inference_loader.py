@@ -17,8 +17,9 @@ from transformers import BertConfig, BertModel
 
 from service.inference import device as device_module
 from service.inference.device import resolve_device, resolve_dtype
-from service.inference.loader import LoadedModel, Task, load_model
+from service.inference.loader import LoadedModel, load_model
 from service.inference.model_dir import ModelLoadError, inspect_model_dir
+from service.tasks import ModelTask
 from tests.tiny_models import CLASSIFIER_LABELS, MULTI_LABELS
 
 pytest_plugins = ["tests.inference_fixtures"]
@@ -35,13 +36,14 @@ def test_tasks_labels_and_limits_come_from_the_directory(
     classifier_dir: Path, multilabel_dir: Path, seq2seq_dir: Path, copy_lm_dir: Path
 ) -> None:
     classifier = load(classifier_dir)
-    assert (classifier.task, classifier.labels, classifier.max_length) == (Task.classification, CLASSIFIER_LABELS, 24)
+    assert classifier.task is ModelTask.classification
+    assert (classifier.labels, classifier.max_length) == (CLASSIFIER_LABELS, 24)
     assert classifier.name == "tiny-sentiment"
-    assert load(multilabel_dir).task is Task.multi_label
+    assert load(multilabel_dir).task is ModelTask.multi_label
     assert load(multilabel_dir).labels == MULTI_LABELS
     seq2seq = load(seq2seq_dir)
-    assert (seq2seq.task, seq2seq.labels, seq2seq.max_length) == (Task.seq2seq_lm, [], 64)
-    assert load(copy_lm_dir).task is Task.causal_lm
+    assert (seq2seq.task, seq2seq.labels, seq2seq.max_length) == (ModelTask.seq2seq_lm, [], 64)
+    assert load(copy_lm_dir).task is ModelTask.causal_lm
     assert not classifier.model.training
 
 

@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from monitors.prediction_log import PredictionLog, PredictionRecord
 from service.db.migrate import migrate
 from service.db.models import PredictionLogEntry
 from service.db.session import Database
 from service.inference.classifier import Classifier
-from service.inference.lifecycle import build_engine
+from service.inference.prediction_log import PredictionLog, PredictionRecord
+from service.inference.startup import build_engine
 from service.schemas.inference import PredictRequest
 from service.settings import Settings
 from tests.conftest import auth

@@ -13,10 +13,10 @@ from prometheus_client import REGISTRY
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from monitors.scheduler import CronScheduler, check_cron
 from service.app import create_app
 from service.db.models import DriftCheck
 from service.db.session import Database
+from service.monitoring.scheduler import CronScheduler, check_cron
 from service.settings import Settings
 from tests.conftest import auth
 from tests.monitoring_fixtures import MODEL, insert_rows, iso, synthetic_rows

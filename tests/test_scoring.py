@@ -15,11 +15,11 @@ from sklearn.preprocessing import MultiLabelBinarizer
 from sqlalchemy import create_engine, insert, select
 
 from service.app import create_app
-from service.db.models import HoldoutSet, ScoringSubmission
+from service.db.models import ScoringSubmission, TestSet
 from service.settings import Settings
-from tests.holdout_fixtures import jsonl, score, uploaded
+from tests.fixtures_test_sets import jsonl, score, uploaded
 
-pytest_plugins = ["tests.holdout_fixtures"]
+pytest_plugins = ["tests.fixtures_test_sets"]
 
 LABELS = ["cat", "dog", "eel"]
 
@@ -200,7 +200,7 @@ def test_submission_counter_and_its_restore_from_the_database(
     other = f"restored-{random.Random().randrange(10**9)}"
     with engine.begin() as conn:
         set_id = conn.execute(
-            insert(HoldoutSet)
+            insert(TestSet)
             .values(
                 name=other,
                 version=1,
@@ -212,7 +212,7 @@ def test_submission_counter_and_its_restore_from_the_database(
                 created_by="k",
                 created_at=datetime.now(UTC),
             )
-            .returning(HoldoutSet.id)
+            .returning(TestSet.id)
         ).scalar_one()
         conn.execute(
             insert(ScoringSubmission),
@@ -221,7 +221,7 @@ def test_submission_counter_and_its_restore_from_the_database(
                 for o in ["scored"] * 4 + ["over_budget"] * 2
             ],
         )
-        assert conn.execute(select(HoldoutSet.name).where(HoldoutSet.id == set_id)).scalar() == other
+        assert conn.execute(select(TestSet.name).where(TestSet.id == set_id)).scalar() == other
     engine.dispose()
     with TestClient(create_app(make_settings(database_url=database_url)), raise_server_exceptions=False) as client:
         metrics = client.get("/metrics").text

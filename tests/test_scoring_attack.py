@@ -13,9 +13,9 @@ import random
 
 from fastapi.testclient import TestClient
 
-from tests.holdout_fixtures import jsonl, score, uploaded
+from tests.fixtures_test_sets import jsonl, score, uploaded
 
-pytest_plugins = ["tests.holdout_fixtures"]
+pytest_plugins = ["tests.fixtures_test_sets"]
 
 N = 1000
 SUBMISSIONS = 150

@@ -10,11 +10,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select, text
 
 from service.app import create_app
-from service.db.models import HoldoutRecord
+from service.db.models import TestRecord
 from tests.conftest import auth
-from tests.holdout_fixtures import csv_bytes, jsonl, upload, uploaded
+from tests.fixtures_test_sets import csv_bytes, jsonl, upload, uploaded
 
-pytest_plugins = ["tests.holdout_fixtures"]
+pytest_plugins = ["tests.fixtures_test_sets"]
 
 LABELS = ["neg", "neu", "pos"]
 
@@ -146,7 +146,7 @@ def test_errors_name_the_line_and_nothing_is_stored(db_client: TestClient, datab
     assert db_client.get("/v1/test-sets", headers=auth("reader")).json()["total"] == 0
     engine = create_engine(database_url)
     with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(HoldoutRecord)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(TestRecord)).scalar() == 0
         assert conn.execute(text("SELECT count(*) FROM test_set")).scalar() == 0
     engine.dispose()
 

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 from fastapi.testclient import TestClient
 
-from tests.holdout_fixtures import jsonl, upload, uploaded
+from tests.fixtures_test_sets import jsonl, upload, uploaded
 
-pytest_plugins = ["tests.holdout_fixtures"]
+pytest_plugins = ["tests.fixtures_test_sets"]
 
 
 def normalised(text: str) -> str:

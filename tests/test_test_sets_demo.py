@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from service.holdout.demo import DEMO_TEST_SET
 from service.inference.demo import demo_dir
 from service.inference.demo_data import TEST_SET_FILE
+from service.test_sets.demo import DEMO_TEST_SET
 from tests.conftest import auth
 from tests.inference_fixtures import CLASSIFIER_LABELS
 from tests.tiny_models import SENTENCES

@@ -42,7 +42,7 @@ class ApiKey(Base):
 
 
 class PredictionLogEntry(Base):
-    """One served prediction, written in batches by ``monitors.prediction_log``; ids join later feedback."""
+    """One served prediction, written in batches by ``service.inference.prediction_log``; ids join later feedback."""
 
     __tablename__ = "prediction_log"
     __table_args__ = (Index("ix_prediction_log_model_created_at", "model", "created_at"),)
@@ -59,8 +59,10 @@ class PredictionLogEntry(Base):
     input_text: Mapped[str | None] = mapped_column(Text)
 
 
-class HoldoutSet(Base):
+class TestSet(Base):
     """A blind test set: immutable once committed; a re-upload under the same name is version N+1."""
+
+    __test__ = False  # a model, not a pytest test class
 
     __tablename__ = "test_set"
     __table_args__ = (UniqueConstraint("name", "version", name="uq_test_set_name_version"),)
@@ -81,11 +83,13 @@ class HoldoutSet(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    """While staged: the upload's last write; a staged set whose heartbeat is old is swept (``holdout.staging``)."""
+    """While staged: the upload's last write; a staged set whose heartbeat is old is swept (``test_sets.staging``)."""
 
 
-class HoldoutRecord(Base):
+class TestRecord(Base):
     """One example of a test set. ``target`` (label or references) is never returned by any endpoint."""
+
+    __test__ = False  # a model, not a pytest test class
 
     __tablename__ = "test_record"
     __table_args__ = (Index("ix_test_record_set_record_id", "test_set_id", "record_id"),)

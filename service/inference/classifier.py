@@ -9,7 +9,8 @@ import torch
 
 from monitors.projection import EmbeddingSketch
 from service.inference.encoding import Encoded, TextEncoder
-from service.inference.loader import LoadedModel, Task
+from service.inference.loader import LoadedModel
+from service.tasks import ModelTask
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Classifier:
                 pooled = (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
                 sketches = self._sketch(pooled.cpu().numpy())
             self._caught.hidden = None
-        probs = torch.sigmoid(logits) if self._loaded.task is Task.multi_label else torch.softmax(logits, dim=-1)
+        probs = torch.sigmoid(logits) if self._loaded.task is ModelTask.multi_label else torch.softmax(logits, dim=-1)
         return probs.cpu(), sketches
 
     def __call__(self, encoded: Sequence[Encoded]) -> list[ClassOutput]:
@@ -71,7 +72,7 @@ class Classifier:
         labels = self._loaded.labels
         outputs = []
         for i, (row, e) in enumerate(zip(probs.tolist(), encoded, strict=True)):
-            if self._loaded.task is Task.multi_label:
+            if self._loaded.task is ModelTask.multi_label:
                 chosen = [i for i, p in enumerate(row) if p > self._threshold]
                 label: str | list[str] = [labels[i] for i in chosen]
                 score: float | list[float] = [row[i] for i in chosen]

@@ -13,13 +13,13 @@ import torch
 
 from monitors.drift_features import classifier_log_features
 from monitors.inference_metrics import InferenceMetrics
-from monitors.prediction_log import PredictionLog, PredictionRecord
 from service.errors import ProblemError
 from service.inference.batcher import BatcherRejected, Closing, DynamicBatcher, QueueFull, RunTimeout
 from service.inference.classifier import Classifier, ClassOutput
 from service.inference.encoding import Encoded
 from service.inference.generator import GenerationParams, Generator, GenOutput
-from service.inference.loader import LoadedModel, Task
+from service.inference.loader import LoadedModel
+from service.inference.prediction_log import PredictionLog, PredictionRecord
 from service.inference.threads import LaneThreads, default_lanes
 from service.schemas.inference import (
     DEFAULT_NEW_TOKENS,
@@ -32,6 +32,7 @@ from service.schemas.inference import (
     PredictResponse,
 )
 from service.settings import Settings
+from service.tasks import ModelTask
 
 WARM_UP_TEXT = "warm-up"
 # On a CPU, throughput barely grows past 8 examples while padding waste does; a GPU wants wide batches.
@@ -192,7 +193,7 @@ class InferenceEngine:
         message = None
         if max_new_tokens > self._settings.max_new_tokens:
             message = f"{max_new_tokens} exceeds HELDOUT_MAX_NEW_TOKENS ({self._settings.max_new_tokens})"
-        elif self.loaded.task is Task.causal_lm and max_new_tokens >= self.loaded.max_length:
+        elif self.loaded.task is ModelTask.causal_lm and max_new_tokens >= self.loaded.max_length:
             message = f"must be below the model's maximum length ({self.loaded.max_length}), which includes the prompt"
         if message:
             raise ProblemError(

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import torch
 
 from service.inference.encoding import Encoded, Side, TextEncoder
-from service.inference.loader import LoadedModel, Task
+from service.inference.loader import LoadedModel
+from service.tasks import ModelTask
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Generator:
     def __init__(self, loaded: LoadedModel) -> None:
         self._loaded = loaded
         self._encoder = TextEncoder(loaded.tokenizer, loaded.token_ids.pad)
-        self._causal = loaded.task is Task.causal_lm
+        self._causal = loaded.task is ModelTask.causal_lm
         self._side: Side = "left" if self._causal else "right"
 
     def input_limit(self, max_new_tokens: int) -> int:

@@ -1,7 +1,6 @@
 """Loads a checked model directory onto a device: the task from its architecture, its labels and limits."""
 
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +19,19 @@ from transformers.models.auto import modeling_auto
 
 from service.inference.device import dtype_name
 from service.inference.model_dir import ModelFiles, ModelLoadError, weights_sha256
+from service.tasks import ModelTask
 
 # Models with relative positions (T5) state no limit of their own; this is where they degrade in practice.
 FALLBACK_MAX_LENGTH = 512
 POSITION_ATTRIBUTES = ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len")
 
 
-class Task(StrEnum):
-    classification = "sequence-classification"
-    multi_label = "multi-label-classification"
-    causal_lm = "causal-lm"
-    seq2seq_lm = "seq2seq-lm"
 
-    @property
-    def classifies(self) -> bool:
-        return self in (Task.classification, Task.multi_label)
-
-
-AUTO_CLASSES: dict[Task, Any] = {
-    Task.classification: AutoModelForSequenceClassification,
-    Task.multi_label: AutoModelForSequenceClassification,
-    Task.causal_lm: AutoModelForCausalLM,
-    Task.seq2seq_lm: AutoModelForSeq2SeqLM,
+AUTO_CLASSES: dict[ModelTask, Any] = {
+    ModelTask.classification: AutoModelForSequenceClassification,
+    ModelTask.multi_label: AutoModelForSequenceClassification,
+    ModelTask.causal_lm: AutoModelForCausalLM,
+    ModelTask.seq2seq_lm: AutoModelForSeq2SeqLM,
 }
 
 
@@ -56,7 +46,7 @@ class TokenIds:
 class LoadedModel:
     name: str
     version: str
-    task: Task
+    task: ModelTask
     device: torch.device
     dtype: torch.dtype
     model: PreTrainedModel
@@ -78,14 +68,15 @@ def _architecture_names(mapping: dict[str, Any]) -> set[str]:
     return names
 
 
-def detect_task(config: PretrainedConfig) -> Task:
+def detect_task(config: PretrainedConfig) -> ModelTask:
     architecture = (config.architectures or [""])[0]
     if architecture in _architecture_names(modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES):
-        return Task.multi_label if config.problem_type == "multi_label_classification" else Task.classification
+        multi = config.problem_type == "multi_label_classification"
+        return ModelTask.multi_label if multi else ModelTask.classification
     if architecture in _architecture_names(modeling_auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES):
-        return Task.seq2seq_lm
+        return ModelTask.seq2seq_lm
     if architecture in _architecture_names(modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
-        return Task.causal_lm
+        return ModelTask.causal_lm
     raise ModelLoadError(
         f"architecture {architecture!r} is not servable: heldout serves sequence classifiers, causal LMs "
         "and seq2seq LMs"
@@ -124,7 +115,7 @@ def _load_tokenizer(path: Path) -> Any:
     return tokenizer
 
 
-def _load_weights(path: Path, task: Task, dtype: torch.dtype) -> PreTrainedModel:
+def _load_weights(path: Path, task: ModelTask, dtype: torch.dtype) -> PreTrainedModel:
     try:
         model, info = AUTO_CLASSES[task].from_pretrained(
             path, dtype=dtype, local_files_only=True, output_loading_info=True

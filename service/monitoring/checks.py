@@ -22,14 +22,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import undefer
 
-from monitors.drift import DriftConfig
+from monitors.drift_config import DriftConfig
 from monitors.drift_gauges import DriftSnapshot, count_check, publish_drift
 from service.db.models import DriftCheck, utcnow
 from service.db.session import Database
 from service.errors import ProblemError
+from service.monitoring.drift_worker import CheckFailed, CheckJob, CheckOutput, init_process, run_check
 from service.monitoring.times import as_utc
 from service.monitoring.window import Window
-from service.monitoring.worker import CheckFailed, CheckJob, CheckOutput, init_process, run_check
 from service.settings import Settings
 
 log = logging.getLogger("heldout.drift")

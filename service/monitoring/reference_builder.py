@@ -6,7 +6,8 @@ from datetime import datetime
 
 import numpy as np
 
-from monitors.drift_features import ALL_COLUMNS, FeatureTable
+from monitors.drift_config import ALL_COLUMNS
+from monitors.drift_features import FeatureTable
 from service.db.models import DriftReference
 from service.db.session import Database
 from service.errors import ProblemError

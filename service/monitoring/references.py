@@ -13,9 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from monitors.drift_features import ALL_COLUMNS, FeatureTable, LoggedPrediction, classifier_log_features
+from monitors.drift_config import ALL_COLUMNS
+from monitors.drift_features import FeatureTable, LoggedPrediction, classifier_log_features
 from monitors.projection import Projection
-from service.db.models import DriftReference, HoldoutRecord, HoldoutSet
+from service.db.models import DriftReference, TestRecord, TestSet
 from service.db.session import Database
 from service.errors import ProblemError
 from service.inference.classifier import ClassOutput
@@ -26,17 +27,17 @@ VERSION_ATTEMPTS = 5
 
 def test_set_inputs(session: Session, test_set_id: int, max_rows: int) -> tuple[str, list[str]]:
     """(test set name, inputs evenly spread over the set); 404 for a missing or deleted set."""
-    row = session.get(HoldoutSet, test_set_id)
+    row = session.get(TestSet, test_set_id)
     if row is None or row.deleted_at is not None or row.version is None:
         raise ProblemError(404, f"test set {test_set_id} does not exist")
-    of_set = HoldoutRecord.test_set_id == test_set_id
-    positions = list(session.scalars(select(HoldoutRecord.position).where(of_set).order_by(HoldoutRecord.position)))
+    of_set = TestRecord.test_set_id == test_set_id
+    positions = list(session.scalars(select(TestRecord.position).where(of_set).order_by(TestRecord.position)))
     if len(positions) > max_rows:
         positions = [positions[i] for i in np.linspace(0, len(positions) - 1, max_rows).round().astype(int)]
     inputs: dict[int, str] = {}
     for start in range(0, len(positions), ID_CHUNK):
         chunk = positions[start : start + ID_CHUNK]
-        query = select(HoldoutRecord.position, HoldoutRecord.input).where(of_set, HoldoutRecord.position.in_(chunk))
+        query = select(TestRecord.position, TestRecord.input).where(of_set, TestRecord.position.in_(chunk))
         inputs.update({pos: text for pos, text in session.execute(query)})
     return row.name, [inputs[p] for p in positions]
 

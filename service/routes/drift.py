@@ -15,8 +15,8 @@ from service.db.session import Database
 from service.errors import ProblemError
 from service.monitoring import reference_builder
 from service.monitoring.checks import check_report, get_check, list_checks
-from service.monitoring.lifecycle import Monitoring, served_model
 from service.monitoring.references import get_reference, latest_reference, list_references
+from service.monitoring.startup import Monitoring, served_model
 from service.monitoring.times import as_utc
 from service.monitoring.views import check_info, reference_info
 from service.monitoring.window import Window, count_rows

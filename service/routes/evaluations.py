@@ -7,9 +7,8 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.auth import Principal, Role, require
 from service.db.session import Database
-from service.jobs import evaluations, store
-from service.jobs.runner import kind_of
-from service.jobs.worker import EvaluationWorker
+from service.evaluations import job_store, operations
+from service.evaluations.evaluation_worker import EvaluationWorker
 from service.schemas.evaluations import (
     CompareRequest,
     EvaluationCompare,
@@ -38,12 +37,12 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _served_model(request: Request) -> store.ModelIdentity | None:
+def _served_model(request: Request) -> job_store.ModelIdentity | None:
     engine = getattr(request.app.state, "inference", None)
     if engine is None:
         return None
     loaded = engine.loaded
-    return store.ModelIdentity(loaded.name, loaded.version, kind_of(loaded.task))
+    return job_store.ModelIdentity(loaded.name, loaded.version, loaded.task.task, loaded.task.multilabel)
 
 
 @router.post(
@@ -57,7 +56,7 @@ async def create(
     request: Request, body: EvaluationRequest, principal: Annotated[Principal, Depends(require(Role.evaluator))]
 ) -> Any:
     job = await run_in_threadpool(
-        lambda: evaluations.create(
+        lambda: operations.create(
             _db(request),
             _settings(request),
             _served_model(request),
@@ -92,8 +91,8 @@ async def list_evaluations(
         "model": model,
         "model_version": model_version,
     }
-    rows, total = await run_in_threadpool(store.list_jobs, _db(request), filters, limit, offset)
-    return {"items": [to_jsonable(evaluations.info(row)) for row in rows], "total": total}
+    rows, total = await run_in_threadpool(job_store.list_jobs, _db(request), filters, limit, offset)
+    return {"items": [to_jsonable(operations.info(row)) for row in rows], "total": total}
 
 
 @router.get(
@@ -103,7 +102,7 @@ async def list_evaluations(
     responses=problem_responses(404, 422),
 )
 async def get_evaluation(request: Request, evaluation_id: EvaluationId) -> Any:
-    return to_jsonable(evaluations.info(await run_in_threadpool(store.get, _db(request), evaluation_id)))
+    return to_jsonable(operations.info(await run_in_threadpool(job_store.get, _db(request), evaluation_id)))
 
 
 @router.post(
@@ -115,7 +114,7 @@ async def get_evaluation(request: Request, evaluation_id: EvaluationId) -> Any:
 )
 async def compare(request: Request, body: CompareRequest) -> Any:
     result = await run_in_threadpool(
-        lambda: evaluations.compare_jobs(
+        lambda: operations.compare_jobs(
             _db(request),
             _settings(request),
             body.baseline,

@@ -10,8 +10,8 @@ from monitors.drift_gauges import count_feedback, publish_online
 from service.auth import Principal, Role, require
 from service.db.session import Database
 from service.monitoring.feedback import FeedbackItem, record_feedback, window_scores
-from service.monitoring.lifecycle import served_model
 from service.monitoring.maintenance import online_window
+from service.monitoring.startup import served_model
 from service.schemas.feedback import FeedbackRequest, FeedbackResponse, OnlineScores
 
 Evaluator = Annotated[Principal, Depends(require(Role.evaluator))]

@@ -14,14 +14,9 @@ from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from service.auth import Principal, Role, require
-from service.db.models import HoldoutSet
+from service.db.models import TestSet
 from service.db.session import Database
 from service.errors import ProblemError
-from service.holdout import store, submissions
-from service.holdout.config import ConfigForm
-from service.holdout.records import Format, Task, UploadError
-from service.holdout.spool import read_form
-from service.holdout.training import TrainingSource
 from service.request_guard import reject_lone_surrogates
 from service.schemas.jsonable import to_jsonable
 from service.schemas.problem import problem_responses
@@ -36,6 +31,12 @@ from service.schemas.test_sets import (
     upload_openapi,
 )
 from service.settings import Settings
+from service.tasks import Task
+from service.test_sets import store, submissions
+from service.test_sets.config import ConfigForm
+from service.test_sets.records import Format, UploadError
+from service.test_sets.spool import read_form
+from service.test_sets.training import TrainingSource
 
 router = APIRouter(prefix="/v1/test-sets", tags=["test sets"])
 NOT_FOUND = problem_responses(404, 422)
@@ -57,7 +58,7 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def info(row: HoldoutSet) -> dict[str, Any]:
+def info(row: TestSet) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,

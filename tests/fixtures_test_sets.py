@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.db.migrate import migrate
-from service.db.models import HoldoutSet
+from service.db.models import TestSet
 from service.db.session import Database
-from service.holdout.config import ConfigForm
-from service.holdout.records import Task
-from service.holdout.store import Upload, create_test_set
 from service.settings import Settings
+from service.tasks import Task
+from service.test_sets.config import ConfigForm
+from service.test_sets.store import Upload, create_test_set
 from tests.conftest import auth
 
 
@@ -74,7 +74,7 @@ def db_client(database_url: str, make_settings: Callable[..., Settings]) -> Iter
         yield client
 
 
-def stored_set(db: Database, rows: list[dict[str, Any]], name: str = "set", task: str = "classification") -> HoldoutSet:
+def stored_set(db: Database, rows: list[dict[str, Any]], name: str = "set", task: str = "classification") -> TestSet:
     """A test set written straight through the storage layer, for tests below the HTTP API."""
     upload = Upload(
         name=name,

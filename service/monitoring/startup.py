@@ -10,12 +10,12 @@ from datetime import datetime
 
 from fastapi import FastAPI, Request
 
-from monitors.scheduler import CronScheduler
 from service.db.session import Database
 from service.inference.engine import InferenceEngine
 from service.monitoring.checks import DriftChecks
 from service.monitoring.maintenance import maintain, maintain_forever
 from service.monitoring.references import latest_reference
+from service.monitoring.scheduler import CronScheduler
 from service.monitoring.window import Window
 from service.settings import Settings
 

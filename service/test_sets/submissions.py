@@ -18,22 +18,22 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitors.evaluation_gauges import count_submission
-from service.db.models import HoldoutSet, ScoringState, ScoringSubmission, utcnow
+from service.db.models import ScoringState, ScoringSubmission, TestSet, utcnow
 from service.db.session import Database
 from service.errors import ProblemError
-from service.holdout import ladder
-from service.holdout.config import SetConfig
-from service.holdout.paired import compare
-from service.holdout.records import Task
-from service.holdout.scoring import Report, SetTargets, align, normalize, report
-from service.holdout.store import config_of, get_test_set, load_targets
+from service.tasks import Task
+from service.test_sets import ladder
+from service.test_sets.config import SetConfig
+from service.test_sets.paired import compare
+from service.test_sets.scoring import Report, SetTargets, align, normalize, report
+from service.test_sets.store import config_of, get_test_set, load_targets
 
 SCORED = ("scored", "improved", "unchanged")
 
 
 @dataclass(frozen=True)
 class ScoreOutcome:
-    test_set: HoldoutSet
+    test_set: TestSet
     mode: str
     outcome: str
     metrics: dict[str, float | None]
@@ -41,7 +41,7 @@ class ScoreOutcome:
     budget_remaining: int | None
 
 
-def set_targets(db: Database, row: HoldoutSet) -> SetTargets:
+def set_targets(db: Database, row: TestSet) -> SetTargets:
     ids, targets = load_targets(db, row)
     return SetTargets(Task(row.task), ids, targets, row.labels, row.multilabel, config_of(row))
 
@@ -168,7 +168,7 @@ def submit(
     return ScoreOutcome(row, config.mode, outcome, release["metrics"], release["intervals"], remaining)
 
 
-def _refuse(db: Database, row: HoldoutSet, key_id: str) -> None:
+def _refuse(db: Database, row: TestSet, key_id: str) -> None:
     now = utcnow()
     with db.session() as session:
         session.add(ScoringSubmission(test_set_id=row.id, key_id=key_id, created_at=now, outcome="over_budget"))

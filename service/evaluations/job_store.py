@@ -15,9 +15,10 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import Evaluation, EvaluationShard, HoldoutSet, utcnow
+from service.db.models import Evaluation, EvaluationShard, TestSet, utcnow
 from service.db.session import Database
 from service.errors import ProblemError
+from service.tasks import Task
 
 ACTIVE = ("queued", "running")
 
@@ -26,8 +27,9 @@ ACTIVE = ("queued", "running")
 class ModelIdentity:
     name: str
     version: str
-    kind: str
-    """classification, multilabel or generation: what the model's outputs can be scored as."""
+    task: Task
+    multilabel: bool
+    """With ``task``, what the model's outputs can be scored as: a set of labels per input, or one."""
 
 
 @dataclass(frozen=True)
@@ -50,15 +52,9 @@ def db_now(session: Session) -> datetime:
     return utcnow()
 
 
-def set_kind(row: HoldoutSet) -> str:
-    if row.task == "generation":
-        return "generation"
-    return "multilabel" if row.multilabel else "classification"
-
-
 def create(
     db: Database,
-    test_set: HoldoutSet,
+    test_set: TestSet,
     model: ModelIdentity,
     *,
     metrics: list[str],

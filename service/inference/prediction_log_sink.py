@@ -5,9 +5,9 @@ from dataclasses import fields
 
 from sqlalchemy import insert
 
-from monitors.prediction_log import PredictionRecord, PredictionSink
 from service.db.models import PredictionLogEntry
 from service.db.session import Database
+from service.inference.prediction_log import PredictionRecord, PredictionSink
 
 COLUMNS = tuple(field.name for field in fields(PredictionRecord))
 

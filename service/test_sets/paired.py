@@ -22,8 +22,8 @@ from metrics.significance import (
     compare_generation,
     paired_bootstrap,
 )
-from service.holdout.records import Task
-from service.holdout.scoring import CONFIDENCE_LEVEL, SEED, SetTargets, classification_options
+from service.tasks import Task
+from service.test_sets.scoring import CONFIDENCE_LEVEL, SEED, SetTargets, classification_options
 
 
 def _indicator(rows: Sequence[Sequence[Any]], index: dict[Any, int]) -> np.ndarray:

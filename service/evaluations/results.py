@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from metrics.errors import MetricInputError
-from service.db.models import Evaluation, HoldoutSet
+from service.db.models import Evaluation, TestSet
 from service.db.session import Database
 from service.errors import ProblemError
-from service.holdout.scoring import normalize, report
-from service.holdout.submissions import set_targets
-from service.jobs import store
+from service.evaluations import job_store
+from service.test_sets.scoring import normalize, report
+from service.test_sets.submissions import set_targets
 
 log = logging.getLogger("heldout.evaluations")
 _modules: dict[str, Any] = {}
@@ -59,11 +59,11 @@ def extra_scores(paths: list[str], predictions: list[Any], references: list[Any]
 
 
 def compute(
-    db: Database, job: Evaluation, test_set: HoldoutSet, n_resamples: int, workers: int | None
+    db: Database, job: Evaluation, test_set: TestSet, n_resamples: int, workers: int | None
 ) -> dict[str, Any]:
     """The job's result; raises ProblemError or MetricInputError with a message safe to store and show."""
     target = set_targets(db, test_set)
-    raw = store.predictions(db, job.id)
+    raw = job_store.predictions(db, job.id)
     if len(raw) != len(target.ids):
         raise ProblemError(409, f"{len(raw)} predictions for {len(target.ids)} records")
     predicted = normalize(raw, target)
@@ -77,7 +77,7 @@ def compute(
 
 
 def reduce(
-    db: Database, job: Evaluation, test_set: HoldoutSet | None, n_resamples: int, workers: int | None
+    db: Database, job: Evaluation, test_set: TestSet | None, n_resamples: int, workers: int | None
 ) -> tuple[dict[str, Any] | None, str | None]:
     """(result, None) or (None, error message)."""
     if test_set is None or test_set.deleted_at is not None:

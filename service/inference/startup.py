@@ -8,14 +8,14 @@ import torch
 from fastapi import FastAPI
 from transformers.utils.logging import disable_progress_bar
 
-from monitors.prediction_log import PredictionLog
 from service.db.session import Database
 from service.inference.device import resolve_device, resolve_dtype
 from service.inference.engine import InferenceEngine
 from service.inference.loader import load_model
 from service.inference.model_dir import ModelLoadError, inspect_model_dir
 from service.inference.packed_linear import pack_linears
-from service.inference.prediction_store import database_sink
+from service.inference.prediction_log import PredictionLog
+from service.inference.prediction_log_sink import database_sink
 from service.settings import Settings
 
 log = logging.getLogger("heldout.inference")

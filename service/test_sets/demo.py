@@ -8,19 +8,19 @@ against and evaluate on, protected the way a real one would be.
 import logging
 from pathlib import Path
 
-from service.db.models import HoldoutSet
+from service.db.models import TestSet
 from service.db.session import Database
-from service.holdout.config import ConfigForm
-from service.holdout.records import Task
-from service.holdout.store import Upload, create_if_absent
 from service.inference.demo import demo_dir
 from service.inference.demo_data import TEST_SET_FILE
 from service.settings import Settings
+from service.tasks import Task
+from service.test_sets.config import ConfigForm
+from service.test_sets.store import Upload, create_if_absent
 
 DEMO_TEST_SET = "rotten-tomatoes"
 # The demo set shows the protections: a daily budget per key and the Ladder on macro F1.
 DEMO_PROTECTION = ConfigForm(daily_budget=100, ladder=True, ladder_metric="f1")
-log = logging.getLogger("heldout.holdout")
+log = logging.getLogger("heldout.test_sets")
 
 
 def demo_split(settings: Settings) -> Path | None:
@@ -32,7 +32,7 @@ def demo_split(settings: Settings) -> Path | None:
     return split if served == demo and split.is_file() else None
 
 
-def register_demo_test_set(db: Database, settings: Settings) -> HoldoutSet | None:
+def register_demo_test_set(db: Database, settings: Settings) -> TestSet | None:
     """Registers the split as ``rotten-tomatoes`` unless a set of that name exists; the new set, else None."""
     split = demo_split(settings)
     if split is None:

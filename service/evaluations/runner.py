@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from service.errors import ProblemError
+from service.evaluations.job_store import ModelIdentity
 from service.inference.engine import InferenceEngine
-from service.inference.loader import Task
-from service.jobs.store import ModelIdentity
 from service.schemas.inference import GenerateRequest, PredictRequest
+from service.tasks import Task
 
 # Statuses of the serving engine that mean "busy, try again", not "this input is wrong".
 TRANSIENT = frozenset({429, 503, 504})
@@ -38,18 +38,12 @@ class Runner(Protocol):
     async def run(self, texts: Sequence[str], options: dict[str, Any]) -> list[Any]: ...
 
 
-def kind_of(task: Task) -> str:
-    if task is Task.classification:
-        return "classification"
-    return "multilabel" if task is Task.multi_label else "generation"
-
-
 class EngineRunner:
     def __init__(self, engine: InferenceEngine, max_inputs: int) -> None:
         self._engine = engine
         self._max_inputs = max_inputs
         loaded = engine.loaded
-        self._identity = ModelIdentity(loaded.name, loaded.version, kind_of(loaded.task))
+        self._identity = ModelIdentity(loaded.name, loaded.version, loaded.task.task, loaded.task.multilabel)
 
     @property
     def identity(self) -> ModelIdentity:
@@ -58,7 +52,7 @@ class EngineRunner:
     async def _one(self, texts: list[str], options: dict[str, Any]) -> list[Any]:
         inputs = [text or EMPTY_INPUT for text in texts]
         try:
-            if self._identity.kind == "generation":
+            if self._identity.task is Task.generation:
                 request = GenerateRequest(
                     inputs=inputs, max_new_tokens=int(options.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
                 )

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from service.holdout.fingerprint import fingerprint
-from service.holdout.records import UploadError
+from service.test_sets.fingerprint import fingerprint
+from service.test_sets.records import UploadError
 
 INPUT_FIELDS = ("text", "source", "input", "prompt")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Table, delete, func, or_, select, text, up
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from service.db.models import HoldoutRecord, HoldoutSet, utcnow
+from service.db.models import TestRecord, TestSet, utcnow
 from service.db.session import Database
 from service.errors import ProblemError
 
@@ -29,7 +29,7 @@ HEARTBEAT_S = 30.0
 PURGE_ROWS = 20_000
 # Namespace of heldout's per-name upload locks in pg_advisory_xact_lock's two-key space.
 PG_UPLOAD_LOCK = 0x6873
-_RECORDS: Table = HoldoutRecord.__table__  # type: ignore[assignment]
+_RECORDS: Table = TestRecord.__table__  # type: ignore[assignment]
 
 
 class NameTaken(Exception):
@@ -41,12 +41,12 @@ def _abandoned() -> ProblemError:
 
 
 def _staged(set_id: int) -> ColumnElement[bool]:
-    return (HoldoutSet.id == set_id) & HoldoutSet.version.is_(None) & HoldoutSet.deleted_at.is_(None)
+    return (TestSet.id == set_id) & TestSet.version.is_(None) & TestSet.deleted_at.is_(None)
 
 
 def _renew(session: Session, set_id: int) -> None:
     """Renews the heartbeat; as the transaction's first statement it also takes SQLite's write lock."""
-    result = session.execute(update(HoldoutSet).where(_staged(set_id)).values(heartbeat_at=utcnow()))
+    result = session.execute(update(TestSet).where(_staged(set_id)).values(heartbeat_at=utcnow()))
     if not isinstance(result, CursorResult) or result.rowcount != 1:
         raise _abandoned()
 
@@ -54,7 +54,7 @@ def _renew(session: Session, set_id: int) -> None:
 def begin(db: Database, name: str, task: str, created_by: str) -> int:
     """Commits an unpublished set row and returns its id."""
     with db.session() as session:
-        row = HoldoutSet(
+        row = TestSet(
             name=name,
             task=task,
             size=0,
@@ -92,18 +92,18 @@ class Heartbeat:
         self._last = time.monotonic()
 
 
-def publish(db: Database, set_id: int, values: dict[str, Any], if_absent: bool) -> HoldoutSet:
+def publish(db: Database, set_id: int, values: dict[str, Any], if_absent: bool) -> TestSet:
     """Assigns the next version of the set's name, under a per-name lock, and makes the set visible."""
     with db.session() as session:
         _renew(session, set_id)
-        row = session.get_one(HoldoutSet, set_id)
+        row = session.get_one(TestSet, set_id)
         if session.get_bind().dialect.name == "postgresql":
             lock = zlib.crc32(row.name.encode("utf-8")) - 2**31
             session.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": PG_UPLOAD_LOCK, "b": lock})
-        live = (HoldoutSet.name == row.name) & HoldoutSet.deleted_at.is_(None) & HoldoutSet.version.is_not(None)
+        live = (TestSet.name == row.name) & TestSet.deleted_at.is_(None) & TestSet.version.is_not(None)
         if if_absent and session.scalar(select(func.count()).where(live)):
             raise NameTaken(row.name)
-        latest = session.scalar(select(func.max(HoldoutSet.version)).where(HoldoutSet.name == row.name))
+        latest = session.scalar(select(func.max(TestSet.version)).where(TestSet.name == row.name))
         for name, value in values.items():
             setattr(row, name, value)
         row.version = (latest or 0) + 1
@@ -115,24 +115,24 @@ def publish(db: Database, set_id: int, values: dict[str, Any], if_absent: bool) 
 def discard(db: Database, set_id: int) -> None:
     """Marks the staged set abandoned, so nothing can publish it, then deletes it batch by batch."""
     with db.session() as session:
-        session.execute(update(HoldoutSet).where(_staged(set_id)).values(deleted_at=utcnow(), heartbeat_at=utcnow()))
+        session.execute(update(TestSet).where(_staged(set_id)).values(deleted_at=utcnow(), heartbeat_at=utcnow()))
     _purge(db, set_id)
 
 
 def _purge(db: Database, set_id: int) -> None:
     with db.session() as session:
-        last = session.scalar(select(func.max(HoldoutRecord.position)).where(HoldoutRecord.test_set_id == set_id))
+        last = session.scalar(select(func.max(TestRecord.position)).where(TestRecord.test_set_id == set_id))
     for start in range(0, (last if last is not None else -1) + 1, PURGE_ROWS):
         with db.session() as session:
             session.execute(
-                delete(HoldoutRecord).where(
-                    HoldoutRecord.test_set_id == set_id,
-                    HoldoutRecord.position >= start,
-                    HoldoutRecord.position < start + PURGE_ROWS,
+                delete(TestRecord).where(
+                    TestRecord.test_set_id == set_id,
+                    TestRecord.position >= start,
+                    TestRecord.position < start + PURGE_ROWS,
                 )
             )
     with db.session() as session:
-        session.execute(delete(HoldoutSet).where(HoldoutSet.id == set_id, HoldoutSet.version.is_(None)))
+        session.execute(delete(TestSet).where(TestSet.id == set_id, TestSet.version.is_(None)))
 
 
 def sweep_stale(db: Database) -> int:
@@ -140,17 +140,17 @@ def sweep_stale(db: Database) -> int:
 
     Each is claimed by one conditional update first, so two sweepers never purge the same set at once.
     """
-    stale = HoldoutSet.version.is_(None) & or_(
-        HoldoutSet.heartbeat_at.is_(None), HoldoutSet.heartbeat_at < utcnow() - STALE_AFTER
+    stale = TestSet.version.is_(None) & or_(
+        TestSet.heartbeat_at.is_(None), TestSet.heartbeat_at < utcnow() - STALE_AFTER
     )
     with db.session() as session:
-        candidates = list(session.scalars(select(HoldoutSet.id).where(stale)))
+        candidates = list(session.scalars(select(TestSet.id).where(stale)))
     swept = 0
     for set_id in candidates:
         with db.session() as session:
             claimed = session.execute(
-                update(HoldoutSet)
-                .where(HoldoutSet.id == set_id, stale)
+                update(TestSet)
+                .where(TestSet.id == set_id, stale)
                 .values(deleted_at=utcnow(), heartbeat_at=utcnow())
             )
         if isinstance(claimed, CursorResult) and claimed.rowcount == 1:

@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from monitors.evaluation_gauges import ScoreSeries, Totals, publish_scores, restore_totals
-from service.db.models import Evaluation, HoldoutSet, ScoringSubmission
+from service.db.models import Evaluation, ScoringSubmission, TestSet
 from service.db.session import Database
 
 # Distinct (model, version, test set) score series restored, most recent first.
@@ -82,9 +82,9 @@ def restore_metrics(db: Database) -> None:
         submissions = {
             (name, outcome): int(n)
             for name, outcome, n in session.execute(
-                select(HoldoutSet.name, ScoringSubmission.outcome, func.count())
-                .join(HoldoutSet, HoldoutSet.id == ScoringSubmission.test_set_id)
-                .group_by(HoldoutSet.name, ScoringSubmission.outcome)
+                select(TestSet.name, ScoringSubmission.outcome, func.count())
+                .join(TestSet, TestSet.id == ScoringSubmission.test_set_id)
+                .group_by(TestSet.name, ScoringSubmission.outcome)
             )
         }
     restore_totals(Totals(evaluations, durations, submissions))

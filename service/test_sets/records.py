@@ -15,17 +15,13 @@ from enum import StrEnum
 from typing import IO, Any
 
 from metrics.classification import MAX_LABELS
+from service.tasks import Task
 
 # Upload errors collected before the upload is abandoned.
 MAX_ERRORS = 20
 MAX_ID_CHARS = 256
 # Extra fields are ignored (and listed in the audit), up to this many names.
 MAX_IGNORED_FIELDS = 50
-
-
-class Task(StrEnum):
-    classification = "classification"
-    generation = "generation"
 
 
 class Format(StrEnum):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metrics.bootstrap import Interval
-from service.holdout.config import LOWER_IS_BETTER, SCALE, SetConfig
+from service.test_sets.config import LOWER_IS_BETTER, SCALE, SetConfig
 
 
 @dataclass(frozen=True)

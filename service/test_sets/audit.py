@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metrics.classification import IMBALANCE_SHARE
-from service.holdout.records import Record, Task
+from service.tasks import Task
+from service.test_sets.records import Record
 
 # A class this many times larger than the smallest one makes the set imbalanced.
 IMBALANCE_RATIO = 10.0

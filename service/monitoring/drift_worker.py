@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import undefer
 
-from monitors.drift import ColumnDrift, DriftConfig, run_drift
+from monitors.drift import run_drift
+from monitors.drift_config import ColumnDrift, DriftConfig
 from monitors.drift_features import FeatureTable
 from monitors.projection import Projection
 from service.db.models import DriftReference

@@ -3,8 +3,8 @@
 from fastapi import FastAPI
 
 from service.db.session import Database
-from service.jobs.runner import EngineRunner
-from service.jobs.worker import EvaluationWorker
+from service.evaluations.evaluation_worker import EvaluationWorker
+from service.evaluations.runner import EngineRunner
 from service.settings import Settings
 
 

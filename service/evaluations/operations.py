@@ -2,25 +2,29 @@
 
 from typing import Any
 
-from service.db.models import Evaluation, HoldoutSet
+from service.db.models import Evaluation, TestSet
 from service.db.session import Database
 from service.errors import ProblemError
-from service.holdout.config import METRICS
-from service.holdout.paired import compare
-from service.holdout.records import Task
-from service.holdout.scoring import normalize
-from service.holdout.store import get_test_set, latest_by_name
-from service.holdout.submissions import set_targets
-from service.jobs import results, store
-from service.jobs.runner import DEFAULT_MAX_NEW_TOKENS
+from service.evaluations import job_store, results
+from service.evaluations.runner import DEFAULT_MAX_NEW_TOKENS
 from service.settings import Settings
+from service.tasks import Task
+from service.test_sets.config import METRICS
+from service.test_sets.paired import compare
+from service.test_sets.scoring import normalize
+from service.test_sets.store import get_test_set, latest_by_name
+from service.test_sets.submissions import set_targets
 
 
 def _unprocessable(field: str, message: str) -> ProblemError:
     return ProblemError(422, f"{field}: {message}", errors=[{"field": field, "message": message}])
 
 
-def resolve_test_set(db: Database, ref: int | str) -> HoldoutSet:
+def _described(task: str, multilabel: bool) -> str:
+    return "multi-label classification" if multilabel else str(task)
+
+
+def resolve_test_set(db: Database, ref: int | str) -> TestSet:
     with db.session() as session:
         return get_test_set(session, ref) if isinstance(ref, int) else latest_by_name(session, ref)
 
@@ -28,7 +32,7 @@ def resolve_test_set(db: Database, ref: int | str) -> HoldoutSet:
 def create(
     db: Database,
     settings: Settings,
-    model: store.ModelIdentity | None,
+    model: job_store.ModelIdentity | None,
     *,
     test_set: int | str,
     metrics: list[str] | None,
@@ -39,10 +43,11 @@ def create(
     if model is None:
         raise ProblemError(409, "no model is served by this replica; start heldout with --model to run evaluations")
     row = resolve_test_set(db, test_set)
-    kind = store.set_kind(row)
-    if kind != model.kind:
+    if (Task(row.task), row.multilabel) != (model.task, model.multilabel):
         raise ProblemError(
-            409, f"test set {row.name} v{row.version} is a {kind} set but model {model.name} is a {model.kind} model"
+            409,
+            f"test set {row.name} v{row.version} is a {_described(row.task, row.multilabel)} set but model "
+            f"{model.name} is a {_described(model.task, model.multilabel)} model",
         )
     known = METRICS[Task(row.task)]
     unknown = [m for m in metrics or [] if m not in known]
@@ -50,14 +55,14 @@ def create(
         raise _unprocessable("metrics", f"unknown {', '.join(unknown)}; use {', '.join(known)}")
     results.check_extra(extra_metrics, results.allow_list(settings.evaluate_modules))
     options: dict[str, Any] = {}
-    if kind == "generation":
+    if model.task is Task.generation:
         tokens = max_new_tokens or min(DEFAULT_MAX_NEW_TOKENS, settings.max_new_tokens)
         if tokens > settings.max_new_tokens:
             raise _unprocessable("max_new_tokens", f"exceeds HELDOUT_MAX_NEW_TOKENS ({settings.max_new_tokens})")
         options["max_new_tokens"] = tokens
     elif max_new_tokens is not None:
         raise _unprocessable("max_new_tokens", "applies to generation models only")
-    return store.create(
+    return job_store.create(
         db,
         row,
         model,
@@ -104,7 +109,7 @@ def compare_jobs(
     seed: int | None,
 ) -> dict[str, Any]:
     """Paired test per built-in metric, both jobs' predictions on the same test-set version."""
-    baseline, candidate = store.get(db, baseline_id), store.get(db, candidate_id)
+    baseline, candidate = job_store.get(db, baseline_id), job_store.get(db, candidate_id)
     for field, job in (("baseline", baseline), ("candidate", candidate)):
         if job.status != "succeeded":
             raise ProblemError(409, f"{field}: evaluation {job.id} is {job.status}, not succeeded")
@@ -122,8 +127,8 @@ def compare_jobs(
     with db.session() as session:
         row = get_test_set(session, baseline.test_set_id)
     target = set_targets(db, row)
-    base = normalize(store.predictions(db, baseline.id), target)
-    cand = normalize(store.predictions(db, candidate.id), target)
+    base = normalize(job_store.predictions(db, baseline.id), target)
+    cand = normalize(job_store.predictions(db, candidate.id), target)
     paired = compare(
         target,
         base,

@@ -14,8 +14,8 @@ from metrics.bootstrap import Interval
 from metrics.classification import classification_report
 from metrics.generation import generation_report
 from service.errors import ProblemError
-from service.holdout.config import CLASSIFICATION_METRICS, GENERATION_METRICS, SetConfig
-from service.holdout.records import Task
+from service.tasks import Task
+from service.test_sets.config import CLASSIFICATION_METRICS, GENERATION_METRICS, SetConfig
 
 CONFIDENCE_LEVEL = 0.95
 SEED = 0

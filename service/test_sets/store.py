@@ -1,6 +1,6 @@
 """Test-set storage: the staged upload, reads of metadata and inputs, deletion.
 
-An upload stages its records in bounded transactions (``holdout.staging``) so other writes go on
+An upload stages its records in bounded transactions (``test_sets.staging``) so other writes go on
 meanwhile, then publishes the set, its audit and its version in one short transaction; until then
 no read sees it, and a failed upload deletes what it staged. Duplicate ids, duplicate inputs and
 contamination are found by grouping queries over the staged records, not in memory.
@@ -19,17 +19,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from service.db.models import Evaluation, HoldoutRecord, HoldoutSet, ScoringState, utcnow
+from service.db.models import Evaluation, ScoringState, TestRecord, TestSet, utcnow
 from service.db.session import Database
 from service.errors import ProblemError
-from service.holdout import staging
-from service.holdout.audit import AuditBuilder, Contamination, DuplicateGroups
-from service.holdout.config import ConfigForm, SetConfig, build_config, check_form
-from service.holdout.fingerprint import exact_fingerprint, fingerprint
-from service.holdout.records import Format, Record, RecordReader, Task, UploadError, canonical_json, detect_format
-from service.holdout.training import TrainingSource, training_fingerprints
+from service.tasks import Task
+from service.test_sets import staging
+from service.test_sets.audit import AuditBuilder, Contamination, DuplicateGroups
+from service.test_sets.config import ConfigForm, SetConfig, build_config, check_form
+from service.test_sets.fingerprint import exact_fingerprint, fingerprint
+from service.test_sets.records import Format, Record, RecordReader, UploadError, canonical_json, detect_format
+from service.test_sets.training import TrainingSource, training_fingerprints
 
-log = logging.getLogger("heldout.holdout")
+log = logging.getLogger("heldout.test_sets")
 INSERT_BATCH = 2000
 # One staging transaction: this many records, or this many bytes of them, whichever comes first.
 STAGE_ROWS = 20_000
@@ -69,7 +70,7 @@ def _row(test_set_id: int, position: int, record: Record) -> dict[str, Any]:
     }
 
 
-def create_test_set(db: Database, upload: Upload, max_record_bytes: int) -> HoldoutSet:
+def create_test_set(db: Database, upload: Upload, max_record_bytes: int) -> TestSet:
     """Validate, audit and store an upload; raises UploadError naming lines, and then stores nothing."""
     return _create(db, upload, max_record_bytes, if_absent=False)
 
@@ -81,7 +82,7 @@ def _database_refused(exc: DBAPIError) -> ProblemError:
     return ProblemError(503, "the database could not store the test set; nothing was stored, try again")
 
 
-def create_if_absent(db: Database, upload: Upload, max_record_bytes: int) -> HoldoutSet | None:
+def create_if_absent(db: Database, upload: Upload, max_record_bytes: int) -> TestSet | None:
     """As create_test_set, but store nothing (and return None) when a set of that name exists.
 
     Decided again under the same per-name lock as versions, so replicas starting together register it once.
@@ -95,12 +96,12 @@ def create_if_absent(db: Database, upload: Upload, max_record_bytes: int) -> Hol
 
 
 def _has_live(db: Database, name: str) -> bool:
-    live = (HoldoutSet.name == name) & HoldoutSet.deleted_at.is_(None) & HoldoutSet.version.is_not(None)
+    live = (TestSet.name == name) & TestSet.deleted_at.is_(None) & TestSet.version.is_not(None)
     with db.session() as session:
         return bool(session.scalar(select(func.count()).where(live)))
 
 
-def _create(db: Database, upload: Upload, max_record_bytes: int, if_absent: bool) -> HoldoutSet:
+def _create(db: Database, upload: Upload, max_record_bytes: int, if_absent: bool) -> TestSet:
     try:
         check_form(upload.task, upload.config)
         staging.sweep_stale(db)
@@ -150,7 +151,7 @@ def _stage_records(db: Database, set_id: int, upload: Upload, reader: RecordRead
     return _Staged(digest.hexdigest(), n_bytes)
 
 
-def _store(db: Database, set_id: int, upload: Upload, max_record_bytes: int, if_absent: bool) -> HoldoutSet:
+def _store(db: Database, set_id: int, upload: Upload, max_record_bytes: int, if_absent: bool) -> TestSet:
     reader = RecordReader(upload.task, max_record_bytes)
     audit = AuditBuilder(upload.task)
     staged = _stage_records(db, set_id, upload, reader, audit)
@@ -163,11 +164,11 @@ def _store(db: Database, set_id: int, upload: Upload, max_record_bytes: int, if_
             _contamination(session, set_id, upload.training, max_record_bytes, beat) if upload.training else None
         )
         beat()
-        exact = _duplicate_groups(session, set_id, HoldoutRecord.exact_fp)
+        exact = _duplicate_groups(session, set_id, TestRecord.exact_fp)
         beat()
-        normalized = _duplicate_groups(session, set_id, HoldoutRecord.norm_fp)
+        normalized = _duplicate_groups(session, set_id, TestRecord.norm_fp)
         beat()
-        conflicting = _duplicate_groups(session, set_id, HoldoutRecord.norm_fp, conflicting=True)
+        conflicting = _duplicate_groups(session, set_id, TestRecord.norm_fp, conflicting=True)
     report = audit.finish(reader.records, exact, normalized, conflicting, contamination, reader.ignored_fields)
     values = {
         "audit": report,
@@ -183,11 +184,11 @@ def _store(db: Database, set_id: int, upload: Upload, max_record_bytes: int, if_
 
 def _check_unique_ids(session: Session, test_set_id: int) -> None:
     repeated = session.execute(
-        select(func.min(HoldoutRecord.line), func.max(HoldoutRecord.line))
-        .where(HoldoutRecord.test_set_id == test_set_id)
-        .group_by(HoldoutRecord.record_id)
+        select(func.min(TestRecord.line), func.max(TestRecord.line))
+        .where(TestRecord.test_set_id == test_set_id)
+        .group_by(TestRecord.record_id)
         .having(func.count() > 1)
-        .order_by(func.max(HoldoutRecord.line))
+        .order_by(func.max(TestRecord.line))
         .limit(20)
     ).all()
     if repeated:
@@ -199,11 +200,11 @@ def _duplicate_groups(
 ) -> DuplicateGroups:
     """Groups of records sharing ``column``; with ``conflicting``, only groups whose targets differ."""
     condition: ColumnElement[bool] = (
-        func.count(HoldoutRecord.target_fp.distinct()) > 1 if conflicting else func.count() > 1
+        func.count(TestRecord.target_fp.distinct()) > 1 if conflicting else func.count() > 1
     )
     grouped = (
-        select(column.label("fp"), func.count().label("n"), func.min(HoldoutRecord.position).label("first"))
-        .where(HoldoutRecord.test_set_id == test_set_id)
+        select(column.label("fp"), func.count().label("n"), func.min(TestRecord.position).label("first"))
+        .where(TestRecord.test_set_id == test_set_id)
         .group_by(column)
         .having(condition)
         .subquery()
@@ -215,9 +216,9 @@ def _duplicate_groups(
     examples = [
         list(
             session.scalars(
-                select(HoldoutRecord.record_id)
-                .where(HoldoutRecord.test_set_id == test_set_id, column == fp)
-                .order_by(HoldoutRecord.position)
+                select(TestRecord.record_id)
+                .where(TestRecord.test_set_id == test_set_id, column == fp)
+                .order_by(TestRecord.position)
                 .limit(IDS_PER_GROUP)
             )
         )
@@ -254,10 +255,10 @@ def _contamination(
     if batch:
         _insert_ignoring_duplicates(session, batch)
     training_inputs = session.scalar(select(func.count()).select_from(_TRAINING)) or 0
-    seen = (HoldoutRecord.test_set_id == test_set_id) & HoldoutRecord.norm_fp.in_(select(_TRAINING.c.fp))
+    seen = (TestRecord.test_set_id == test_set_id) & TestRecord.norm_fp.in_(select(_TRAINING.c.fp))
     contaminated = session.scalar(select(func.count()).where(seen)) or 0
     example_ids = session.scalars(
-        select(HoldoutRecord.record_id).where(seen).order_by(HoldoutRecord.position).limit(MAX_GROUP_EXAMPLES)
+        select(TestRecord.record_id).where(seen).order_by(TestRecord.position).limit(MAX_GROUP_EXAMPLES)
     ).all()
     _TRAINING.drop(connection)
     return Contamination(int(training_inputs), int(contaminated), list(example_ids))
@@ -266,18 +267,18 @@ def _contamination(
 # -- reads ---------------------------------------------------------------------------------------
 
 
-def get_test_set(session: Session, test_set_id: int) -> HoldoutSet:
-    row = session.get(HoldoutSet, test_set_id)
+def get_test_set(session: Session, test_set_id: int) -> TestSet:
+    row = session.get(TestSet, test_set_id)
     if row is None or row.deleted_at is not None or row.version is None:
         raise ProblemError(404, f"test set {test_set_id} not found")
     return row
 
 
-def latest_by_name(session: Session, name: str) -> HoldoutSet:
+def latest_by_name(session: Session, name: str) -> TestSet:
     row = session.scalars(
-        select(HoldoutSet)
-        .where(HoldoutSet.name == name, HoldoutSet.deleted_at.is_(None), HoldoutSet.version.is_not(None))
-        .order_by(HoldoutSet.version.desc())
+        select(TestSet)
+        .where(TestSet.name == name, TestSet.deleted_at.is_(None), TestSet.version.is_not(None))
+        .order_by(TestSet.version.desc())
         .limit(1)
     ).first()
     if row is None:
@@ -285,24 +286,24 @@ def latest_by_name(session: Session, name: str) -> HoldoutSet:
     return row
 
 
-def list_test_sets(db: Database, name: str | None, limit: int, offset: int) -> tuple[list[HoldoutSet], int]:
-    live = (HoldoutSet.deleted_at.is_(None)) & (HoldoutSet.version.is_not(None))
+def list_test_sets(db: Database, name: str | None, limit: int, offset: int) -> tuple[list[TestSet], int]:
+    live = (TestSet.deleted_at.is_(None)) & (TestSet.version.is_not(None))
     if name is not None:
-        live = live & (HoldoutSet.name == name)
+        live = live & (TestSet.name == name)
     with db.session() as session:
-        total = session.scalar(select(func.count()).select_from(HoldoutSet).where(live)) or 0
+        total = session.scalar(select(func.count()).select_from(TestSet).where(live)) or 0
         rows = session.scalars(
-            select(HoldoutSet).where(live).order_by(HoldoutSet.id.desc()).limit(limit).offset(offset)
+            select(TestSet).where(live).order_by(TestSet.id.desc()).limit(limit).offset(offset)
         ).all()
     return list(rows), int(total)
 
 
-def read_test_set(db: Database, test_set_id: int) -> HoldoutSet:
+def read_test_set(db: Database, test_set_id: int) -> TestSet:
     with db.session() as session:
         return get_test_set(session, test_set_id)
 
 
-def config_of(row: HoldoutSet) -> SetConfig:
+def config_of(row: TestSet) -> SetConfig:
     return SetConfig.from_json(row.settings)
 
 
@@ -317,9 +318,9 @@ def list_inputs(db: Database, test_set_id: int, cursor: int, limit: int) -> tupl
     with db.session() as session:
         get_test_set(session, test_set_id)
         rows = session.execute(
-            select(HoldoutRecord.position, HoldoutRecord.record_id, HoldoutRecord.input)
-            .where(HoldoutRecord.test_set_id == test_set_id, HoldoutRecord.position >= cursor)
-            .order_by(HoldoutRecord.position)
+            select(TestRecord.position, TestRecord.record_id, TestRecord.input)
+            .where(TestRecord.test_set_id == test_set_id, TestRecord.position >= cursor)
+            .order_by(TestRecord.position)
             .limit(limit + 1)
             .execution_options(yield_per=100)
         )
@@ -333,12 +334,12 @@ def list_inputs(db: Database, test_set_id: int, cursor: int, limit: int) -> tupl
 
 
 def iter_targets(session: Session, test_set_id: int, start: int = 0, stop: int | None = None) -> Iterator[Any]:
-    query = select(HoldoutRecord.record_id, HoldoutRecord.target).where(
-        HoldoutRecord.test_set_id == test_set_id, HoldoutRecord.position >= start
+    query = select(TestRecord.record_id, TestRecord.target).where(
+        TestRecord.test_set_id == test_set_id, TestRecord.position >= start
     )
     if stop is not None:
-        query = query.where(HoldoutRecord.position < stop)
-    yield from session.execute(query.order_by(HoldoutRecord.position).execution_options(yield_per=10_000))
+        query = query.where(TestRecord.position < stop)
+    yield from session.execute(query.order_by(TestRecord.position).execution_options(yield_per=10_000))
 
 
 class _TargetCache:
@@ -349,7 +350,7 @@ class _TargetCache:
         self._entries: OrderedDict[tuple[str, int, str], tuple[list[str], list[Any]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, db: Database, row: HoldoutSet) -> tuple[list[str], list[Any]]:
+    def get(self, db: Database, row: TestSet) -> tuple[list[str], list[Any]]:
         key = (db.url, row.id, row.sha256 or "")
         with self._lock:
             if key in self._entries:
@@ -376,7 +377,7 @@ def _load_targets(db: Database, test_set_id: int) -> tuple[list[str], list[Any]]
     return ids, targets
 
 
-def load_targets(db: Database, row: HoldoutSet) -> tuple[list[str], list[Any]]:
+def load_targets(db: Database, row: TestSet) -> tuple[list[str], list[Any]]:
     """Ids and hidden targets in set order; for scoring only, never for a response. Callers must not mutate."""
     return _targets.get(db, row)
 
@@ -385,13 +386,13 @@ def load_inputs(db: Database, test_set_id: int, start: int, stop: int) -> list[s
     with db.session() as session:
         return list(
             session.scalars(
-                select(HoldoutRecord.input)
+                select(TestRecord.input)
                 .where(
-                    HoldoutRecord.test_set_id == test_set_id,
-                    HoldoutRecord.position >= start,
-                    HoldoutRecord.position < stop,
+                    TestRecord.test_set_id == test_set_id,
+                    TestRecord.position >= start,
+                    TestRecord.position < stop,
                 )
-                .order_by(HoldoutRecord.position)
+                .order_by(TestRecord.position)
             )
         )
 
@@ -404,7 +405,7 @@ def delete_test_set(db: Database, test_set_id: int) -> None:
     with db.session() as session:
         row = get_test_set(session, test_set_id)
         row.deleted_at = utcnow()
-        session.execute(delete(HoldoutRecord).where(HoldoutRecord.test_set_id == test_set_id))
+        session.execute(delete(TestRecord).where(TestRecord.test_set_id == test_set_id))
         session.execute(delete(ScoringState).where(ScoringState.test_set_id == test_set_id))
         session.execute(
             update(Evaluation)

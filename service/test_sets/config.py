@@ -7,7 +7,8 @@ definition, and letting callers vary it would hand them a fresh, unprotected sco
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from service.holdout.records import Task, UploadError
+from service.tasks import Task
+from service.test_sets.records import UploadError
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
 GENERATION_METRICS = ("bleu", "chrf", "ter")

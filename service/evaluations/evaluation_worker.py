@@ -16,12 +16,12 @@ import uuid
 from datetime import timedelta
 
 from monitors.evaluation_gauges import count_evaluation, publish_scores
-from service.db.models import HoldoutSet
+from service.db.models import TestSet
 from service.db.session import Database
-from service.holdout.store import load_inputs
-from service.jobs import results, store
-from service.jobs.runner import Runner, Transient
-from service.jobs.telemetry import duration_s, latest_scores, score_series
+from service.evaluations import job_store, results
+from service.evaluations.runner import Runner, Transient
+from service.evaluations.telemetry import duration_s, latest_scores, score_series
+from service.test_sets.store import load_inputs
 
 log = logging.getLogger("heldout.evaluations")
 # How often a worker reloads the score gauges, which other replicas' jobs may have changed.
@@ -107,21 +107,21 @@ class EvaluationWorker:
 
     async def step(self) -> bool:
         """Reduce a finished job or run one shard; False when there was nothing to do."""
-        job_id = await asyncio.to_thread(store.claim_reduce, self.db, self.owner, self.lease)
+        job_id = await asyncio.to_thread(job_store.claim_reduce, self.db, self.owner, self.lease)
         if job_id is not None:
             await self._reduce(job_id)
             return True
-        shard = await asyncio.to_thread(store.claim, self.db, self.owner, self.runner.identity, self.lease)
+        shard = await asyncio.to_thread(job_store.claim, self.db, self.owner, self.runner.identity, self.lease)
         if shard is None:
             return False
         await self._run(shard)
         return True
 
-    async def _heartbeat(self, shard: store.ClaimedShard, run: "asyncio.Task[list[object]]") -> None:
+    async def _heartbeat(self, shard: job_store.ClaimedShard, run: "asyncio.Task[list[object]]") -> None:
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
             try:
-                held = await asyncio.to_thread(store.renew, self.db, shard.id, self.owner, self.lease)
+                held = await asyncio.to_thread(job_store.renew, self.db, shard.id, self.owner, self.lease)
             except Exception as exc:  # a busy database: try again at the next beat, the lease has slack
                 log.warning("evaluation %s: could not renew a lease (%s)", shard.evaluation_id, type(exc).__name__)
                 continue
@@ -130,7 +130,7 @@ class EvaluationWorker:
                 run.cancel()
                 return
 
-    async def _run(self, shard: store.ClaimedShard) -> None:
+    async def _run(self, shard: job_store.ClaimedShard) -> None:
         texts = await asyncio.to_thread(load_inputs, self.db, shard.test_set_id, shard.start, shard.stop)
         if len(texts) != shard.stop - shard.start:
             await self._release(shard, "the test set's records are gone (deleted?)")
@@ -154,31 +154,31 @@ class EvaluationWorker:
             return
         finally:
             heartbeat.cancel()
-        if not await asyncio.to_thread(store.complete, self.db, shard, self.owner, output):
+        if not await asyncio.to_thread(job_store.complete, self.db, shard, self.owner, output):
             log.warning(
                 "evaluation %s: shard %s finished after its lease was taken over", shard.evaluation_id, shard.idx
             )
 
-    def _give_back(self, shard: store.ClaimedShard, retry_in: timedelta) -> None:
-        store.release(self.db, shard, self.owner, None, self.max_attempts, count_attempt=False, retry_in=retry_in)
+    def _give_back(self, shard: job_store.ClaimedShard, retry_in: timedelta) -> None:
+        job_store.release(self.db, shard, self.owner, None, self.max_attempts, count_attempt=False, retry_in=retry_in)
 
-    async def _release(self, shard: store.ClaimedShard, error: str) -> None:
+    async def _release(self, shard: job_store.ClaimedShard, error: str) -> None:
         backoff = timedelta(seconds=min(60.0, self.retry_backoff_s * 2 ** (shard.attempts - 1)))
         if await asyncio.to_thread(
-            lambda: store.release(self.db, shard, self.owner, error, self.max_attempts, retry_in=backoff)
+            lambda: job_store.release(self.db, shard, self.owner, error, self.max_attempts, retry_in=backoff)
         ):
             count_evaluation("failed", None)
 
     async def _reduce(self, job_id: int) -> None:
-        job = await asyncio.to_thread(store.get, self.db, job_id)
+        job = await asyncio.to_thread(job_store.get, self.db, job_id)
 
         def compute() -> tuple[dict[str, object] | None, str | None]:
             with self.db.session() as session:
-                test_set = session.get(HoldoutSet, job.test_set_id)
+                test_set = session.get(TestSet, job.test_set_id)
             return results.reduce(self.db, job, test_set, self.n_resamples, self.metric_workers)
 
         result, error = await asyncio.to_thread(compute)
-        finished = await asyncio.to_thread(store.finish, self.db, job_id, self.owner, result, error)
+        finished = await asyncio.to_thread(job_store.finish, self.db, job_id, self.owner, result, error)
         if finished is None:
             return
         assert finished.finished_at is not None

@@ -1,0 +1,46 @@
+"""Route dependencies shared by every router: the database, the settings, the served model and the caller.
+
+In the FastAPI template's ``Annotated[..., Depends(...)]`` style, so a route states what it needs in its
+signature and nothing reaches into ``request.app.state`` by hand. Async on purpose: FastAPI runs a sync
+dependency in its thread pool, a hop per request for what is an attribute read.
+"""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.auth import Principal, Role, require
+from service.db.session import Database
+from service.domain_errors import Unavailable
+from service.inference.engine import InferenceEngine
+from service.settings import Settings
+
+
+async def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def _optional_engine(request: Request) -> InferenceEngine | None:
+    engine: InferenceEngine | None = request.app.state.inference
+    return engine
+
+
+async def _engine(engine: Annotated[InferenceEngine | None, Depends(_optional_engine)]) -> InferenceEngine:
+    if engine is None:
+        raise Unavailable("no model is served: set HELDOUT_MODEL_PATH (or --model)")
+    return engine
+
+
+DbDep = Annotated[Database, Depends(_db)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+EngineDep = Annotated[InferenceEngine, Depends(_engine)]
+OptionalEngineDep = Annotated[InferenceEngine | None, Depends(_optional_engine)]
+ReaderDep = Annotated[Principal, Depends(require(Role.reader))]
+EvaluatorDep = Annotated[Principal, Depends(require(Role.evaluator))]
+AdminDep = Annotated[Principal, Depends(require(Role.admin))]
