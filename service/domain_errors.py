@@ -4,14 +4,39 @@ The serving engine, test sets, evaluations and monitoring raise subclasses of th
 the one place that turns them into HTTP answers (by base class), so a domain never knows a status code.
 """
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
+
+class FieldProblem(NamedTuple):
+    """One request value at fault and what is wrong with it, for a refusal that names several."""
+
+    field: str
+    message: str
+
 
 class DomainError(Exception):
-    """Base of every domain refusal. ``field`` names the request value at fault, where there is one."""
+    """Base of every domain refusal. ``field`` names the request value at fault, where there is one.
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    ``problems`` lists the values at fault one by one when there are several (or when what each is told
+    differs from the summary in ``message``); without them, ``field`` and ``message`` are the one problem.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, problems: Sequence[FieldProblem] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.problems = tuple(problems)
+
+    @property
+    def detail(self) -> str:
+        """The whole refusal in one line, as a client or a stored job error reads it."""
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+    def field_problems(self) -> tuple[FieldProblem, ...]:
+        if self.problems:
+            return self.problems
+        return (FieldProblem(self.field, self.message),) if self.field else ()
 
 
 class NotFound(DomainError):

@@ -102,11 +102,10 @@ DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = (
 def domain_problem(exc: DomainError) -> ProblemError:
     """The one map from a domain refusal to its HTTP answer: status, detail, field, Retry-After."""
     status = next((code for kind, code in DOMAIN_STATUS if isinstance(exc, kind)), 500)
-    detail = f"{exc.field}: {exc.message}" if exc.field else exc.message
-    errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
+    errors = [{"field": p.field, "message": p.message} for p in exc.field_problems()] or None
     retry_after = getattr(exc, "retry_after_s", None)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return ProblemError(status, detail, errors=errors, headers=headers)
+    return ProblemError(status, exc.detail, errors=errors, headers=headers)
 
 
 async def _domain_handler(_: Request, exc: Exception) -> JSONResponse:
