@@ -6,6 +6,7 @@ match totals), the counts can be drawn directly over those cells, or multiplied 
 statistics, which is exact and far cheaper than re-running a metric per resample.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,35 +30,64 @@ def make_rng(seed: int | None) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def cell_counts_resamples(cell_counts: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_resamples, n_cells) counts: the cell totals of n_resamples bootstrap resamples of the examples.
+def multinomial_resamples(cell_counts: np.ndarray, n_resamples: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Bootstrap resamples of examples that fall one per cell, as (rows, n_cells) int64 cell counts per chunk.
 
-    Exact whenever every example falls in exactly one cell.
+    One multinomial draw per resample, over the occupied cells only (an empty cell stays 0), in chunks of
+    about CHUNK_CELLS counts with a ``checkpoint()`` before each. The chunking does not change the draws.
     """
     counts = np.asarray(cell_counts, dtype=np.int64).ravel()
+    occupied = np.flatnonzero(counts)
     total = int(counts.sum())
-    if total == 0:
-        return np.zeros((n_resamples, counts.size), dtype=np.int64)
-    return rng.multinomial(total, counts / total, size=n_resamples)
+    rows = max(1, CHUNK_CELLS // max(1, counts.size))
+    for start in range(0, n_resamples, rows):
+        checkpoint()
+        size = min(rows, n_resamples - start)
+        if total == 0:
+            yield np.zeros((size, counts.size), dtype=np.int64)
+            continue
+        draws = rng.multinomial(total, counts[occupied] / total, size=size)
+        if occupied.size == counts.size:
+            yield draws
+            continue
+        full = np.zeros((size, counts.size), dtype=np.int64)
+        full[:, occupied] = draws
+        yield full
 
 
-def resampled_sums(stats: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_resamples, d) column sums of ``stats`` (n_examples, d) over bootstrap resamples of its rows.
+def _exact_in_float32(stats: np.ndarray, n_examples: int) -> bool:
+    """Non-negative integer statistics whose sums over n_examples stay below 2**24: float32 is then exact."""
+    return (
+        n_examples > 0
+        and bool((stats >= 0).all())
+        and bool((stats == np.round(stats)).all())
+        and n_examples * stats.max() < 2**24
+    )
 
-    Each resample draws n example indices and counts them (a multinomial count vector over the
-    examples); the counts times ``stats`` are the resample's sums. Counting one resample at a time keeps
-    the counts in cache, and integer statistics whose sums stay below 2**24 multiply in float32, which
-    is then exact and halves the memory the product streams through.
+
+def resampled_sums(
+    stats: np.ndarray, n_resamples: int, rng: np.random.Generator, multiplicity: np.ndarray | None = None
+) -> np.ndarray:
+    """(n_resamples, d) column sums of ``stats`` (n_rows, d) over bootstrap resamples of the examples.
+
+    Without ``multiplicity`` each row is one example: a resample draws n row indices and counts them (the
+    generator calls of a materialised resample, and sacrebleu's); counting one resample at a time keeps
+    the counts in cache. With it, row i stands for multiplicity[i] identical examples and a resample is
+    one multinomial draw over the rows (``multinomial_resamples``). Either way the counts times ``stats``
+    are the resample's sums, multiplied in float32 where that is exact (it halves the memory streamed).
     """
     stats = np.asarray(stats, dtype=np.float64)
     if stats.ndim == 1:
         stats = stats[:, None]
-    n = len(stats)
-    exact_in_float32 = (
-        n > 0 and bool((stats >= 0).all()) and bool((stats == np.round(stats)).all()) and n * stats.max() < 2**24
-    )
-    weights = stats.astype(np.float32) if exact_in_float32 else stats
+    n = len(stats) if multiplicity is None else int(np.sum(multiplicity))
+    weights = stats.astype(np.float32) if _exact_in_float32(stats, n) else stats
     out = np.empty((n_resamples, stats.shape[1]))
+    if multiplicity is not None:
+        start = 0
+        for counts in multinomial_resamples(multiplicity, n_resamples, rng):
+            out[start : start + len(counts)] = counts.astype(weights.dtype) @ weights
+            start += len(counts)
+        return out
     rows = max(1, min(n_resamples, CHUNK_CELLS // max(1, n)))
     counts = np.empty((rows, n), dtype=weights.dtype)
     for start in range(0, n_resamples, rows):

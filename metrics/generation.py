@@ -30,6 +30,7 @@ from metrics.generation_stats import (
     run_tasks,
     signature,
 )
+from metrics.options import check_confidence_level, check_metric_names, check_resamples, check_seed
 
 METRICS = ("bleu", "chrf", "ter")
 CHRF_WORD_ORDERS = (0, 2)
@@ -170,7 +171,7 @@ def point_score(spec: MetricSpec, stats: np.ndarray) -> Any:
     return spec.build()._compute_score_from_stats(corpus_totals(stats))
 
 
-# -- input validation -------------------------------------------------------------------------
+# -- inputs -------------------------------------------------------------------------
 
 
 def check_segments(values: Any, field: str, max_segments: int | None) -> list[str]:
@@ -204,36 +205,6 @@ def check_references(references: Any, n: int) -> References:
             raise MetricInputError(f"references[{i}] holds a non-string reference", field)
         out.append(list(entry))
     return out
-
-
-def check_metric_names(metrics: Any) -> list[str]:
-    names = [metrics] if isinstance(metrics, str) else metrics
-    if not isinstance(names, Sequence) or len(names) == 0:
-        raise MetricInputError(f"metrics must name at least one of {', '.join(METRICS)}", "metrics")
-    for name in names:
-        if name not in METRICS:
-            raise MetricInputError(f"unknown metric {name!r}; use {', '.join(METRICS)}", "metrics")
-    return list(dict.fromkeys(names))
-
-
-def check_resamples(n_resamples: Any, max_resamples: int | None, minimum: int) -> int:
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < minimum:
-        raise MetricInputError(f"n_resamples must be an integer >= {minimum}", "n_resamples")
-    if max_resamples is not None and n_resamples > max_resamples:
-        raise MetricInputError(f"n_resamples {n_resamples} is above the limit {max_resamples}", "n_resamples")
-    return n_resamples
-
-
-def check_confidence_level(level: Any) -> float:
-    if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 1:
-        raise MetricInputError("confidence_level must be strictly between 0 and 1", "confidence_level")
-    return float(level)
-
-
-def check_seed(seed: Any) -> int | None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise MetricInputError("seed must be a non-negative integer or null", "seed")
-    return seed
 
 
 def metric_specs(
@@ -333,7 +304,7 @@ def generation_report(
     """
     hyps = check_segments(hypotheses, "hypotheses", max_segments)
     refs = check_references(references, len(hyps))
-    names = check_metric_names(metrics)
+    names = check_metric_names(metrics, METRICS)
     specs = metric_specs(names, tokenize, lowercase, chrf_word_order)
     n_resamples = check_resamples(n_resamples, max_resamples, minimum=0)
     level = check_confidence_level(confidence_level)

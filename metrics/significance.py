@@ -12,29 +12,31 @@ metrics (confusion-matrix rows, with ``multiplicity`` for grouped identical exam
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from metrics.bootstrap import CHUNK_CELLS, Interval, make_rng, percentile_interval, resampled_sums
 from metrics.cancel import checkpoint
-from metrics.classification import classification_report, label_codes, scores_from_confusion
+from metrics.classification.counts import unique_rows
+from metrics.classification.encoding import Encoded, Examples, encode
+from metrics.classification.report import SCORE_NAMES, classification_report
+from metrics.classification.scores import divide, prf_from_counts, scores_from_confusion, zero_division_value
 from metrics.errors import MetricInputError
 from metrics.generation import (
+    METRICS,
     ScoreFn,
-    check_confidence_level,
-    check_metric_names,
     check_references,
-    check_resamples,
-    check_seed,
     check_segments,
     metric_specs,
     point_score,
     score_function,
 )
 from metrics.generation_stats import extract_statistics, num_refs, resolve_workers, signature
+from metrics.options import check_confidence_level, check_metric_names, check_resamples, check_seed
 
 TESTS = {"paired_bootstrap": "bs", "approximate_randomization": "ar"}
 
@@ -89,9 +91,7 @@ def _paired_rows(
     cand = np.asarray(cand_stats, dtype=np.float64)
     base, cand = (base[:, None], cand[:, None]) if base.ndim == 1 else (base, cand)
     if base.shape != cand.shape or base.ndim != 2 or len(base) == 0:
-        raise MetricInputError(
-            "baseline and candidate need statistics of the same non-empty shape", "candidate"
-        )
+        raise MetricInputError("baseline and candidate need statistics of the same non-empty shape", "candidate")
     if multiplicity is None:
         return base, cand, None
     weights = np.asarray(multiplicity)
@@ -102,23 +102,7 @@ def _paired_rows(
     return base, cand, weights.astype(np.int64)
 
 
-def _weighted_resampled_sums(
-    stats: np.ndarray, weights: np.ndarray, n_resamples: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Bootstrap of sum(weights) examples where row i stands for weights[i] of them: multinomial over rows."""
-    total = int(weights.sum())
-    rows = max(1, CHUNK_CELLS // len(stats))
-    parts = []
-    for start in range(0, n_resamples, rows):
-        checkpoint()
-        draws = rng.multinomial(total, weights / total, size=min(rows, n_resamples - start))
-        parts.append(draws.astype(np.float64) @ stats)
-    return np.concatenate(parts, axis=0)
-
-
-def _observed(
-    base: np.ndarray, cand: np.ndarray, weights: np.ndarray | None, score_fn: ScoreFn
-) -> np.ndarray:
+def _observed(base: np.ndarray, cand: np.ndarray, weights: np.ndarray | None, score_fn: ScoreFn) -> np.ndarray:
     w = np.ones(len(base)) if weights is None else weights.astype(np.float64)
     return np.asarray(score_fn(np.stack([w @ base, w @ cand])), dtype=np.float64)
 
@@ -139,11 +123,7 @@ def paired_bootstrap(
     base, cand, weights = _paired_rows(base_stats, cand_stats, multiplicity)
     observed = _observed(base, cand, weights, score_fn)
     both = np.hstack([base, cand])
-    sums = (
-        resampled_sums(both, n_resamples, rng)
-        if weights is None
-        else _weighted_resampled_sums(both, weights, n_resamples, rng)
-    )
+    sums = resampled_sums(both, n_resamples, rng, weights)
     width = base.shape[1]
     samples = np.column_stack([score_fn(sums[:, :width]), score_fn(sums[:, width:])])
     diffs = np.abs(samples[:, 1] - samples[:, 0])
@@ -200,6 +180,60 @@ def approximate_randomization(
     return PairedTestOutcome(float(observed[0]), float(observed[1]), p, samples)
 
 
+def _check_test(test: Any) -> str:
+    if test not in TESTS:
+        raise MetricInputError(f"unknown test {test!r}; use {', '.join(TESTS)}", "test")
+    return str(test)
+
+
+def _run_test(
+    test: str,
+    base: np.ndarray,
+    cand: np.ndarray,
+    score_fn: ScoreFn,
+    n_resamples: int,
+    seed: int | None,
+    multiplicity: np.ndarray | None = None,
+) -> tuple[PairedTestOutcome, np.ndarray, np.ndarray]:
+    """The test's outcome, and the bootstrap scores of baseline and candidate its intervals come from.
+
+    The paired bootstrap's own resamples serve; approximate randomization gets a separate bootstrap
+    from the same generator after its shuffles (sacrebleu's ``n_ar_confidence``).
+    """
+    rng = make_rng(seed)
+    run = paired_bootstrap if test == "paired_bootstrap" else approximate_randomization
+    outcome = run(base, cand, score_fn, n_resamples, rng, multiplicity)
+    if test == "paired_bootstrap":
+        return outcome, outcome.samples[:, 0], outcome.samples[:, 1]
+    width = base.shape[1]
+    sums = resampled_sums(np.hstack([base, cand]), n_resamples, rng, multiplicity)
+    return outcome, score_fn(sums[:, :width]), score_fn(sums[:, width:])
+
+
+def _paired_result(
+    metric: str,
+    base_score: float,
+    cand_score: float,
+    tested: tuple[PairedTestOutcome, np.ndarray, np.ndarray],
+    test: str,
+    level: float,
+    sig: str,
+) -> PairedResult:
+    outcome, base_samples, cand_samples = tested
+    return PairedResult(
+        metric=metric,
+        baseline=base_score,
+        candidate=cand_score,
+        delta=cand_score - base_score,
+        p_value=outcome.p_value,
+        candidate_interval=percentile_interval(cand_samples, level),
+        baseline_interval=percentile_interval(base_samples, level),
+        test=test,
+        n_resamples=len(outcome.samples),
+        signature=sig,
+    )
+
+
 def compare_generation(
     references: Sequence[str | Sequence[str]],
     baseline: Sequence[str],
@@ -226,55 +260,45 @@ def compare_generation(
     base_hyps = check_segments(baseline, "baseline", max_segments)
     cand_hyps = check_segments(candidate, "candidate", max_segments)
     if len(cand_hyps) != len(base_hyps):
-        raise MetricInputError(
-            f"got {len(cand_hyps)} candidate segments for {len(base_hyps)} baseline", "candidate"
-        )
+        raise MetricInputError(f"got {len(cand_hyps)} candidate segments for {len(base_hyps)} baseline", "candidate")
     refs = check_references(references, len(base_hyps))
-    names = check_metric_names(metrics)
+    names = check_metric_names(metrics, METRICS)
     specs = metric_specs(names, tokenize, lowercase, chrf_word_order)
-    if test not in TESTS:
-        raise MetricInputError(f"unknown test {test!r}; use {', '.join(TESTS)}", "test")
+    test = _check_test(test)
     n_resamples = check_resamples(n_resamples, max_resamples, minimum=1)
     level = check_confidence_level(confidence_level)
     seed = check_seed(seed)
     workers = resolve_workers(workers)
 
     all_stats = extract_statistics(specs, [base_hyps, cand_hyps], refs, workers=workers)
-    run_test = paired_bootstrap if test == "paired_bootstrap" else approximate_randomization
+    extra: dict[str, object] = {"seed": str(seed).lower(), TESTS[test]: n_resamples}
+    if test == "approximate_randomization":
+        extra["bs"] = n_resamples  # the interval's bootstrap, as sacrebleu's n_ar_confidence
     results = {}
     for name, spec, stats in zip(names, specs, all_stats, strict=True):
-        rng = make_rng(seed)
-        score_fn = score_function(spec)
-        outcome = run_test(stats[0], stats[1], score_fn, n_resamples, rng)
-        if test == "paired_bootstrap":
-            base_samples, cand_samples = outcome.samples[:, 0], outcome.samples[:, 1]
-        else:
-            sums = resampled_sums(np.hstack([stats[0], stats[1]]), n_resamples, rng)
-            base_samples, cand_samples = score_fn(sums[:, : spec.width]), score_fn(sums[:, spec.width :])
         base_score, cand_score = point_score(spec, stats[0]), point_score(spec, stats[1])
-        extra: dict[str, object] = {"seed": str(seed).lower(), TESTS[test]: n_resamples}
-        if test == "approximate_randomization":
-            extra["bs"] = n_resamples  # the interval's bootstrap, as sacrebleu's n_ar_confidence
+        tested = _run_test(test, stats[0], stats[1], score_function(spec), n_resamples, seed)
         sig = signature(spec, num_refs(refs), extra)
-        results[name] = PairedResult(
-            metric=cand_score.name,
-            baseline=float(base_score.score),
-            candidate=float(cand_score.score),
-            delta=float(cand_score.score - base_score.score),
-            p_value=outcome.p_value,
-            candidate_interval=percentile_interval(cand_samples, level),
-            baseline_interval=percentile_interval(base_samples, level),
-            test=test,
-            n_resamples=n_resamples,
-            signature=sig,
+        results[name] = _paired_result(
+            cand_score.name, float(base_score.score), float(cand_score.score), tested, test, level, sig
         )
     return results
 
 
-CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
+# -- classification ---------------------------------------------------------------------------
 
 
-def _classification_score_fn(
+@dataclass(frozen=True)
+class _PairedTable:
+    """A paired classification test's distinct example rows: each system's statistics and the row counts."""
+
+    base: np.ndarray
+    cand: np.ndarray
+    multiplicity: np.ndarray
+    score_fn: Callable[[str], ScoreFn]  # metric name -> summed rows -> scores
+
+
+def _confusion_score_fn(
     metric: str, k: int, average: str, label_indices: np.ndarray, pos_index: int | None, zero_division: float | str
 ) -> ScoreFn:
     def score(summed: np.ndarray) -> np.ndarray:
@@ -290,10 +314,88 @@ def _classification_score_fn(
     return score
 
 
+def _single_label_table(encoded: Encoded, average: str, pos_label: Any, zero_division: float | str) -> _PairedTable:
+    """One row per distinct (reference, baseline, candidate) cell, at most K³: one-hot confusion cells."""
+    universe = encoded.universe
+    binary = average == "binary"
+    k = len(universe) + (1 if binary and pos_label not in universe else 0)
+    pos_index = (universe.index(pos_label) if pos_label in universe else len(universe)) if binary else None
+    scored = np.arange(encoded.n_report)
+    true, base, cand = (encoded.codes[name] for name in ("references", "baseline", "candidate"))
+    joint = np.bincount((true * k + base) * k + cand, minlength=k**3)
+    cells = np.flatnonzero(joint)
+    t, b, c = cells // (k * k), (cells // k) % k, cells % k
+    rows = np.arange(len(cells))
+    base_stats = np.zeros((len(cells), k * k))
+    cand_stats = np.zeros((len(cells), k * k))
+    base_stats[rows, t * k + b] = 1.0
+    cand_stats[rows, t * k + c] = 1.0
+    score_fn = partial(
+        _confusion_score_fn,
+        k=k,
+        average=average,
+        label_indices=scored,
+        pos_index=pos_index,
+        zero_division=zero_division,
+    )
+    return _PairedTable(base_stats, cand_stats, joint[cells], score_fn)
+
+
+def multilabel_statistics(
+    true: np.ndarray, pred: np.ndarray, scored: np.ndarray, average: str, zero_division: float
+) -> np.ndarray:
+    """Per-example rows (from (n, L) indicators) whose column sums give the multilabel scores.
+
+    [1, exact match, then tp, predicted and true per scored label]; for ``average="samples"`` the
+    example's precision, recall and F1 (0 where undefined) and whether each is defined instead.
+    """
+    true_scored, pred_scored = true[:, scored], pred[:, scored]
+    hits = true_scored & pred_scored
+    ones = np.ones((len(true), 1))
+    exact = np.all(true == pred, axis=1)[:, None]
+    if average == "samples":
+        per = prf_from_counts(hits.sum(1), pred_scored.sum(1), true_scored.sum(1), None, zero_division)
+        values = np.column_stack([per[name] for name in ("precision", "recall", "f1")])
+        defined = ~np.isnan(values)
+        return np.hstack([ones, exact, np.where(defined, values, 0.0), defined])
+    return np.hstack([ones, exact, hits, pred_scored, true_scored]).astype(np.float64)
+
+
+def _multilabel_score_fn(metric: str, n_scored: int, average: str, zero_division: float) -> ScoreFn:
+    def score(sums: np.ndarray) -> np.ndarray:
+        sums = np.atleast_2d(sums)
+        if metric == "accuracy":
+            return np.asarray(sums[:, 1] / sums[:, 0])
+        if average == "samples":
+            column = ("precision", "recall", "f1").index(metric)
+            return divide(sums[:, 2 + column], sums[:, 5 + column], float("nan"))
+        tp, pred, true = (sums[:, 2 + i * n_scored : 2 + (i + 1) * n_scored] for i in range(3))
+        return np.asarray(prf_from_counts(tp, pred, true, average, zero_division)[metric], dtype=np.float64)
+
+    return score
+
+
+def _multilabel_table(encoded: Encoded, average: str, zero_division: float | str) -> _PairedTable:
+    """``multilabel_statistics`` rows per distinct example, grouped from the distinct label-set triples."""
+    zd = zero_division_value(zero_division)
+    scored = np.arange(encoded.n_report)
+    width = len(encoded.universe)
+    triples, counts = unique_rows(
+        np.concatenate([encoded.indicator(name) for name in ("references", "baseline", "candidate")], axis=1)
+    )
+    true, base, cand = triples[:, :width], triples[:, width : 2 * width], triples[:, 2 * width :]
+    both = np.hstack([multilabel_statistics(true, pred, scored, average, zd) for pred in (base, cand)])
+    distinct, inverse = np.unique(both, axis=0, return_inverse=True)
+    multiplicity = np.bincount(inverse.ravel(), weights=counts, minlength=len(distinct)).astype(np.int64)
+    half = both.shape[1] // 2
+    score_fn = partial(_multilabel_score_fn, n_scored=len(scored), average=average, zero_division=zd)
+    return _PairedTable(distinct[:, :half], distinct[:, half:], multiplicity, score_fn)
+
+
 def compare_classification(
-    references: Sequence[Any],
-    baseline: Sequence[Any],
-    candidate: Sequence[Any],
+    references: Examples,
+    baseline: Examples,
+    candidate: Examples,
     *,
     metrics: Sequence[str] = ("accuracy", "f1"),
     average: str | None = "macro",
@@ -306,65 +408,36 @@ def compare_classification(
     confidence_level: float = 0.95,
     max_resamples: int | None = None,
 ) -> dict[str, PairedResult]:
-    """Paired test of two classifiers on the same references, exact and cheap at any size.
+    """Paired test of two classifiers on the same references, single-label or multilabel, exact at any size.
 
-    Examples are grouped by their (reference, baseline, candidate) cell: at most K³ rows, each with
-    its count as ``multiplicity``, so resampling a million examples costs no more than a thousand.
-    Point scores come from ``classification_report``, so they follow scikit-learn's rules exactly.
+    Examples are grouped into distinct rows of summable statistics, each with its count as
+    ``multiplicity`` (single-label: one-hot confusion cells per (reference, baseline, candidate) cell;
+    multilabel: ``multilabel_statistics``), so resampling a million examples costs no more than a
+    thousand. Point scores come from ``classification_report``, so they follow scikit-learn exactly.
     """
     if average is None:
         raise MetricInputError("a paired test needs one score per metric; choose an average", "average")
-    unknown = [m for m in metrics if m not in CLASSIFICATION_METRICS]
-    if unknown or not metrics:
-        raise MetricInputError(f"unknown metrics {unknown}; use {', '.join(CLASSIFICATION_METRICS)}", "metrics")
-    if test not in TESTS:
-        raise MetricInputError(f"unknown test {test!r}; use {', '.join(TESTS)}", "test")
+    names = check_metric_names(metrics, SCORE_NAMES)
+    test = _check_test(test)
     n_resamples = check_resamples(n_resamples, max_resamples, minimum=1)
     level = check_confidence_level(confidence_level)
     seed = check_seed(seed)
-    universe, codes = label_codes({"references": references, "baseline": baseline, "candidate": candidate}, labels)
-    options = {"average": average, "labels": labels, "pos_label": pos_label, "zero_division": zero_division}
-    reports = {
-        name: classification_report(system, references, **options)  # type: ignore[arg-type]
-        for name, system in (("baseline", baseline), ("candidate", candidate))
-    }
-    k = len(universe) + (1 if average == "binary" and pos_label not in universe else 0)
-    pos_index = (universe.index(pos_label) if pos_label in universe else len(universe)) if average == "binary" else None
-    scored = np.arange(len(labels) if labels is not None else len(universe))
-
-    true, base, cand = codes["references"], codes["baseline"], codes["candidate"]
-    joint = np.bincount((true * k + base) * k + cand, minlength=k**3)
-    cells = np.flatnonzero(joint)
-    t, b, c = cells // (k * k), (cells // k) % k, cells % k
-    base_stats = np.zeros((len(cells), k * k))
-    cand_stats = np.zeros((len(cells), k * k))
-    rows = np.arange(len(cells))
-    base_stats[rows, t * k + b] = 1.0
-    cand_stats[rows, t * k + c] = 1.0
-
-    run_test = paired_bootstrap if test == "paired_bootstrap" else approximate_randomization
-    results = {}
-    for metric in metrics:
-        score_fn = _classification_score_fn(metric, k, average, scored, pos_index, zero_division)
-        rng = make_rng(seed)
-        outcome = run_test(base_stats, cand_stats, score_fn, n_resamples, rng, multiplicity=joint[cells])
-        if test == "paired_bootstrap":
-            base_samples, cand_samples = outcome.samples[:, 0], outcome.samples[:, 1]
-        else:
-            sums = _weighted_resampled_sums(np.hstack([base_stats, cand_stats]), joint[cells], n_resamples, rng)
-            base_samples, cand_samples = score_fn(sums[:, : k * k]), score_fn(sums[:, k * k :])
-        base_score = float(getattr(reports["baseline"], metric))
-        cand_score = float(getattr(reports["candidate"], metric))
-        results[metric] = PairedResult(
-            metric=metric,
-            baseline=base_score,
-            candidate=cand_score,
-            delta=cand_score - base_score,
-            p_value=outcome.p_value,
-            candidate_interval=percentile_interval(cand_samples, level),
-            baseline_interval=percentile_interval(base_samples, level),
-            test=test,
-            n_resamples=n_resamples,
-            signature=f"average:{average}|test:{TESTS[test]}|n:{n_resamples}|seed:{str(seed).lower()}",
+    encoded = encode({"references": references, "baseline": baseline, "candidate": candidate}, labels)
+    base_report, cand_report = (
+        classification_report(
+            system, references, average=average, labels=labels, pos_label=pos_label, zero_division=zero_division
         )
+        for system in (baseline, candidate)
+    )
+    table = (
+        _single_label_table(encoded, average, pos_label, zero_division)
+        if encoded.lengths is None
+        else _multilabel_table(encoded, average, zero_division)
+    )
+    sig = f"average:{average}|test:{TESTS[test]}|n:{n_resamples}|seed:{str(seed).lower()}"
+    results = {}
+    for metric in names:
+        tested = _run_test(test, table.base, table.cand, table.score_fn(metric), n_resamples, seed, table.multiplicity)
+        base_score, cand_score = float(getattr(base_report, metric)), float(getattr(cand_report, metric))
+        results[metric] = _paired_result(metric, base_score, cand_score, tested, test, level, sig)
     return results
