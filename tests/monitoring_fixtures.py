@@ -99,14 +99,3 @@ def wait_for_check(client: TestClient, check_id: int, timeout_s: float = 120.0) 
         if body["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
             return body
         time.sleep(0.2)
-
-
-def metric_value(text: str, name: str, labels: dict[str, str]) -> float | None:
-    """One sample's value from Prometheus text, matching exactly these labels."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return float(sample.value)
-    return None

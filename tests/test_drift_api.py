@@ -18,11 +18,11 @@ from tests.monitoring_fixtures import (
     MODEL,
     insert_rows,
     iso,
-    metric_value,
     monitored_client,
     synthetic_rows,
     wait_for_check,
 )
+from tests.prometheus_text import sample_value, total
 from tests.tiny_models import SENTENCES
 
 pytest_plugins = ["tests.inference_fixtures"]
@@ -134,15 +134,15 @@ def test_drift_detected_on_shifted_traffic_only_report_opens_gauges_survive_rest
 
         before = client.get("/metrics").text
         finished = datetime.fromisoformat(shifted["finished_at"]).timestamp()
-        assert metric_value(before, "heldout_drift_detected", LABELS) == 1.0
-        assert metric_value(before, "heldout_drift_share", LABELS) == 1.0
-        assert metric_value(before, "heldout_drift_check_timestamp_seconds", LABELS) == pytest.approx(finished)
-        text_score = metric_value(
+        assert sample_value(before, "heldout_drift_detected", LABELS) == 1.0
+        assert sample_value(before, "heldout_drift_share", LABELS) == 1.0
+        assert sample_value(before, "heldout_drift_check_timestamp_seconds", LABELS) == pytest.approx(finished)
+        text_score = sample_value(
             before, "heldout_drift_score", {**LABELS, "column": "text", "method": "abs_text_content_drift"}
         )
         assert text_score == pytest.approx(next(c["score"] for c in shifted["columns"] if c["column"] == "text"))
-        assert (metric_value(before, "heldout_drift_checks_total", {"status": "succeeded"}) or 0) >= 2
-        assert (metric_value(before, "heldout_drift_check_duration_seconds_count", {}) or 0) >= 2
+        assert total(before, "heldout_drift_checks_total", {"status": "succeeded"}) >= 2
+        assert total(before, "heldout_drift_check_duration_seconds_count") >= 2
 
     for gauge in (
         drift_gauges.drift_share,
@@ -159,7 +159,7 @@ def test_drift_detected_on_shifted_traffic_only_report_opens_gauges_survive_rest
         ("heldout_drift_check_timestamp_seconds", LABELS),
         ("heldout_drift_score", {**LABELS, "column": "text", "method": "abs_text_content_drift"}),
     ):
-        assert metric_value(after, name, labels) == metric_value(before, name, labels), name
+        assert sample_value(after, name, labels) == sample_value(before, name, labels), name
 
 
 def test_a_failing_check_is_recorded_and_counted_and_the_service_keeps_serving(
@@ -174,7 +174,7 @@ def test_a_failing_check_is_recorded_and_counted_and_the_service_keeps_serving(
     middle = start + timedelta(minutes=10)
     first, second = (iso(start), iso(middle)), (iso(middle), iso(start + timedelta(hours=1)))
     with monitored_client(make_settings, database_url=database_url) as client:
-        before = metric_value(client.get("/metrics").text, "heldout_drift_checks_total", {"status": "failed"}) or 0
+        before = total(client.get("/metrics").text, "heldout_drift_checks_total", {"status": "failed"})
         reference = client.post(
             "/v1/drift/reference", headers=EVALUATOR, json={"from": first[0], "to": first[1], "model": "other-model"}
         )
@@ -187,7 +187,7 @@ def test_a_failing_check_is_recorded_and_counted_and_the_service_keeps_serving(
         failed = run_check(client, {"from": second[0], "to": second[1], "reference": reference.json()["id"]})
         assert failed["status"] == "failed" and "no feature in common" in failed["error"]
         assert failed["columns"] is None and failed["finished_at"] is not None
-        after = metric_value(client.get("/metrics").text, "heldout_drift_checks_total", {"status": "failed"})
+        after = total(client.get("/metrics").text, "heldout_drift_checks_total", {"status": "failed"})
         assert after == before + 1
         assert client.get(f"/v1/drift/checks/{failed['id']}/report", headers=READER).status_code == 409
         assert client.get("/healthz").status_code == 200
@@ -237,6 +237,6 @@ def test_reference_from_a_test_set_runs_its_inputs_through_the_served_classifier
 def served_predictions(client: TestClient) -> float:
     text = client.get("/metrics").text
     return sum(
-        metric_value(text, "heldout_predictions_total", {"model": "tiny-sentiment", "label": label}) or 0
+        total(text, "heldout_predictions_total", {"model": "tiny-sentiment", "label": label})
         for label in ("negative", "neutral", "positive")
     )

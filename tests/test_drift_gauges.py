@@ -6,8 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.monitoring_fixtures import metric_value
-from tests.test_prometheus_endpoint import PROMTOOL, promtool_check
+from tests.prometheus_text import PROMTOOL, promtool_check, sample_value, total
 
 SCRIPT = textwrap.dedent(
     """
@@ -36,14 +35,14 @@ def test_multiprocess_mode_shows_the_most_recent_values(tmp_path: Path) -> None:
         done = subprocess.run([sys.executable, "-c", SCRIPT, which], env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
     text = done.stdout
-    assert metric_value(text, "heldout_drift_share", {"model": "m"}) == 0.5
-    assert metric_value(text, "heldout_drift_detected", {"model": "m"}) == 1.0
-    assert metric_value(text, "heldout_drift_check_timestamp_seconds", {"model": "m"}) == 200.0
+    assert sample_value(text, "heldout_drift_share", {"model": "m"}) == 0.5
+    assert sample_value(text, "heldout_drift_detected", {"model": "m"}) == 1.0
+    assert sample_value(text, "heldout_drift_check_timestamp_seconds", {"model": "m"}) == 200.0
     labels = {"model": "m", "column": "text", "method": "abs_text_content_drift"}
-    assert metric_value(text, "heldout_drift_score", labels) == 0.9
-    assert metric_value(text, "heldout_online_accuracy", {"model": "m"}) == 0.7
-    assert metric_value(text, "heldout_drift_checks_total", {"status": "failed"}) == 1.0
-    assert metric_value(text, "heldout_feedback_total", {"model": "m"}) == 10.0
+    assert sample_value(text, "heldout_drift_score", labels) == 0.9
+    assert sample_value(text, "heldout_online_accuracy", {"model": "m"}) == 0.7
+    assert total(text, "heldout_drift_checks_total", {"status": "failed"}) == 1.0
+    assert total(text, "heldout_feedback_total", {"model": "m"}) == 10.0
     if PROMTOOL:
         result = promtool_check(text)
         assert result.returncode == 0 and not result.stdout and not result.stderr, result.stdout + result.stderr

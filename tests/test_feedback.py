@@ -21,7 +21,7 @@ from service.db.models import Feedback, PredictionLogEntry, utcnow
 from service.db.session import Database
 from service.monitoring.feedback import window_scores
 from tests.conftest import auth
-from tests.monitoring_fixtures import metric_value
+from tests.prometheus_text import sample_value, total
 from tests.tiny_models import CLASSIFIER_LABELS, SENTENCES
 
 pytest_plugins = ["tests.inference_fixtures"]
@@ -74,9 +74,9 @@ def test_online_scores_equal_sklearn_over_the_count_window(
         assert online["f1"] == pytest.approx(f1_score(second_labels, predicted, average="macro"))
 
         metrics = client.get("/metrics").text
-        assert metric_value(metrics, "heldout_online_accuracy", MODEL) == pytest.approx(online["accuracy"])
-        assert metric_value(metrics, "heldout_online_f1", MODEL) == pytest.approx(online["f1"])
-        assert (metric_value(metrics, "heldout_feedback_total", MODEL) or 0) >= 40
+        assert sample_value(metrics, "heldout_online_accuracy", MODEL) == pytest.approx(online["accuracy"])
+        assert sample_value(metrics, "heldout_online_f1", MODEL) == pytest.approx(online["f1"])
+        assert total(metrics, "heldout_feedback_total", MODEL) >= 40
 
 
 def test_a_later_label_replaces_the_earlier_and_time_windows_drop_old_feedback(

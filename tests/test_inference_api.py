@@ -21,7 +21,7 @@ from transformers import (
 from service.db.models import PredictionLogEntry
 from service.inference.classifier import Classifier
 from tests.conftest import auth
-from tests.test_prometheus_endpoint import sample_value
+from tests.prometheus_text import samples, total
 from tests.tiny_models import CLASSIFIER_LABELS, MULTI_LABELS, SENTENCES
 
 pytest_plugins = ["tests.inference_fixtures"]
@@ -94,9 +94,9 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(
         assert result["score"] == pytest.approx(float(expected[i % len(SENTENCES)].max()), abs=1e-5)
         assert "scores" not in result
     model = {"model": "tiny-sentiment"}
-    count, total = "heldout_inference_batch_size_count", "heldout_inference_batch_size_sum"
-    batches = sample_value(metrics, count, model) - sample_value(before, count, model)
-    examples = sample_value(metrics, total, model) - sample_value(before, total, model)
+    count, size_sum = "heldout_inference_batch_size_count", "heldout_inference_batch_size_sum"
+    batches = total(metrics, count, model) - total(before, count, model)
+    examples = total(metrics, size_sum, model) - total(before, size_sum, model)
     assert examples == 32 and batches < 32
 
 
@@ -295,7 +295,7 @@ def test_overload_gets_429_with_retry_after(
     assert {status for status, _ in results} == {200, 429}
     assert all(retry is not None and int(retry) >= 1 for status, retry in results if status == 429)
     rejected = {"model": "tiny-sentiment", "reason": "queue_full"}
-    assert sample_value(metrics, "heldout_inference_rejected_total", rejected) >= 1
+    assert total(metrics, "heldout_inference_rejected_total", rejected) >= 1
 
 
 def test_request_timeout_is_503_when_queued_and_504_when_running(
@@ -316,20 +316,20 @@ def test_prometheus_series(serve: ServeFactory, classifier_dir: Path, copy_lm_di
     model = {"model": "tiny-sentiment"}
 
     def predictions(text: str) -> float:
-        return sum(sample_value(text, "heldout_predictions_total", {**model, "label": c}) for c in CLASSIFIER_LABELS)
+        return sum(total(text, "heldout_predictions_total", {**model, "label": c}) for c in CLASSIFIER_LABELS)
 
     with serve(classifier_dir) as client:
         before = client.get("/metrics").text
         client.post("/v1/predict", headers=EVALUATOR, json={"inputs": SENTENCES})
         text = client.get("/metrics").text
     assert predictions(text) - predictions(before) == len(SENTENCES)
-    info = sample_value(text, "heldout_model_info", {**model, "task": "sequence-classification", "dtype": "float32"})
-    assert info == 1
+    info = samples(text, "heldout_model_info", {**model, "task": "sequence-classification", "dtype": "float32"})
+    assert info and all(value == 1 for _, value in info), info
     for name in ("request", "queue", "batch"):
-        assert sample_value(text, f"heldout_inference_{name}_duration_seconds_count", model) >= 1
+        assert total(text, f"heldout_inference_{name}_duration_seconds_count", model) >= 1
     assert 'heldout_inference_queue_depth{model="tiny-sentiment"} 0.0' in text
 
     with serve(copy_lm_dir) as client:
         client.post("/v1/generate", headers=EVALUATOR, json={"inputs": ["a b c d ="], "max_new_tokens": 8})
         text = client.get("/metrics").text
-    assert sample_value(text, "heldout_generated_tokens_total", {"model": "tiny-copy-gpt2"}) >= 4
+    assert total(text, "heldout_generated_tokens_total", {"model": "tiny-copy-gpt2"}) >= 4

@@ -1,7 +1,6 @@
 """/metrics: bounded route labels, promtool-clean text, correct totals across worker processes."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,26 +8,12 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from tests.live_server import free_port, wait_for
+from tests.prometheus_text import PROMTOOL, promtool_check, total
 
-PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: apt-get install prometheus")
-
-
-def sample_value(text: str, name: str, labels: dict[str, str]) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
-
-
-def promtool_check(text: str) -> subprocess.CompletedProcess[str]:
-    assert PROMTOOL is not None
-    return subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
 
 
 def test_route_label_is_the_template_never_the_raw_path(make_settings) -> None:  # type: ignore[no-untyped-def]
@@ -46,11 +31,10 @@ def test_route_label_is_the_template_never_the_raw_path(make_settings) -> None: 
         text = client.get("/metrics").text
     assert "raw-" not in text
     template = {"method": "GET", "route": "/items/{item_id}", "status": "200"}
-    assert sample_value(text, "heldout_http_requests_total", template) - sample_value(
-        before, "heldout_http_requests_total", template
-    ) == 5
-    assert sample_value(text, "heldout_http_requests_total", {"route": "<unmatched>", "status": "404"}) >= 5
-    assert sample_value(text, "heldout_http_request_duration_seconds_count", {"route": "/items/{item_id}"}) >= 5
+    requests = "heldout_http_requests_total"
+    assert total(text, requests, template) - total(before, requests, template) == 5
+    assert total(text, requests, {"route": "<unmatched>", "status": "404"}) >= 5
+    assert total(text, "heldout_http_request_duration_seconds_count", {"route": "/items/{item_id}"}) >= 5
 
 
 @needs_promtool
@@ -99,7 +83,7 @@ def test_several_workers_aggregate_and_first_start_prints_one_admin_key(tmp_path
         for _ in range(40):
             assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
         text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        assert sample_value(text, "heldout_http_requests_total", {"route": "/healthz", "status": "200"}) == 40
+        assert total(text, "heldout_http_requests_total", {"route": "/healthz", "status": "200"}) == 40
         if PROMTOOL:
             result = promtool_check(text)
             assert result.returncode == 0 and not result.stdout and not result.stderr, result.stdout
@@ -122,7 +106,7 @@ def test_several_workers_aggregate_and_first_start_prints_one_admin_key(tmp_path
             httpx.get(f"http://127.0.0.1:{port}/healthz")
         text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         # One worker serves its own counts, and the folder was wiped at start: counts begin again.
-        assert sample_value(text, "heldout_http_requests_total", {"route": "/healthz", "status": "200"}) == 3
+        assert total(text, "heldout_http_requests_total", {"route": "/healthz", "status": "200"}) == 3
     finally:
         second_output = stop(server)
     assert "admin key was created" not in second_output
