@@ -1,13 +1,17 @@
 """Accuracy and macro F1 of the served model on the labels that came back later.
 
 The storage layer reduces a window of feedback to counts of (predicted, actual) pairs, so a window of
-any size costs one grouped query; the scores follow from those counts exactly as scikit-learn's
-``accuracy_score`` and ``f1_score(average="macro")`` compute them over the labels present.
+any size costs one grouped query. Those counts are a confusion matrix over the labels present, scored
+by ``metrics.classification`` as scikit-learn's ``accuracy_score`` and ``f1_score(average="macro")``.
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+
+import numpy as np
+
+from metrics.classification import label_codes, scores_from_confusion
 
 
 @dataclass(frozen=True)
@@ -27,15 +31,12 @@ class OnlineScores:
 
 def online_scores(pairs: Mapping[tuple[str, str], int]) -> OnlineScores | None:
     """``pairs`` maps (predicted, actual) to a count; None when there is no feedback."""
-    n = sum(pairs.values())
+    counts = np.fromiter(pairs.values(), dtype=np.int64, count=len(pairs))
+    n = int(counts.sum())
     if n == 0:
         return None
-    labels = {label for pair in pairs for label in pair}
-    correct = sum(count for (predicted, actual), count in pairs.items() if predicted == actual)
-    f1s = []
-    for label in labels:
-        tp = pairs.get((label, label), 0)
-        predicted = sum(count for (p, _), count in pairs.items() if p == label)
-        actual = sum(count for (_, a), count in pairs.items() if a == label)
-        f1s.append(2 * tp / (predicted + actual))
-    return OnlineScores(n, correct / n, sum(f1s) / len(f1s))
+    universe, codes = label_codes({"actual": [a for _, a in pairs], "predicted": [p for p, _ in pairs]})
+    k = len(universe)
+    confusion = np.bincount(codes["actual"] * k + codes["predicted"], weights=counts, minlength=k * k)
+    scores = scores_from_confusion(confusion.reshape(k, k), "macro")
+    return OnlineScores(n, float(scores["accuracy"]), float(scores["f1"]))
