@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.readiness = Readiness()
     app.state.readiness.add("database", database_check(db))
     app.state.inference = None
+    app.state.evaluations = None
     if settings.model_path is not None:
         app.state.readiness.add("model", model_check(app))
 

@@ -6,8 +6,13 @@ from collections.abc import Callable
 from sqlalchemy import text
 
 from service.db.session import Database
+from service.domain_errors import Unavailable
 
 log = logging.getLogger("heldout.readiness")
+
+
+class NotReady(Unavailable):
+    """A readiness check failed; the message names which."""
 
 
 class Readiness:
@@ -25,6 +30,14 @@ class Readiness:
             except Exception:
                 log.warning("readiness check %s failed", name, exc_info=True)
                 results[name] = False
+        return results
+
+    def verify(self) -> dict[str, bool]:
+        """Every check's result, all passing; NotReady names those that failed."""
+        results = self.run()
+        failed = [name for name, ok in results.items() if not ok]
+        if failed:
+            raise NotReady(f"not ready: {', '.join(failed)} check failed")
         return results
 
 

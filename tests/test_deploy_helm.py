@@ -14,7 +14,7 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from service.settings import Settings
-from service.test_sets.spool import spool_dir
+from service.upload_spool import spool_dir
 from tests.deploy_tools import (
     CHART,
     DASHBOARD,

@@ -17,13 +17,13 @@ from sqlalchemy import func, select
 from service.app import create_app
 from service.db.models import PredictionLogEntry, TestRecord, TestSet, utcnow
 from service.db.session import Database
-from service.errors import ProblemError
 from service.evaluations.operations import resolve_test_set
 from service.monitoring import references
 from service.settings import Settings
 from service.tasks import Task
 from service.test_sets import staging
 from service.test_sets.config import ConfigForm
+from service.test_sets.errors import TestSetNotFound, UploadNotStored
 from service.test_sets.store import Upload, create_test_set
 from tests.conftest import auth
 from tests.fixtures_test_sets import jsonl, score, upload, uploaded
@@ -154,12 +154,10 @@ def test_other_writes_go_on_and_the_staged_set_stays_invisible(api: TestClient, 
         assert score(api, staged, {"r0": "a"}).status_code == 404
         assert api.delete(f"/v1/test-sets/{staged}", headers=auth("admin")).status_code == 404
         for ref in (staged, "big"):
-            with pytest.raises(ProblemError) as refused:
+            with pytest.raises(TestSetNotFound):
                 resolve_test_set(db, ref)
-            assert refused.value.status == 404
-        with db.session() as session, pytest.raises(ProblemError) as refused:
+        with db.session() as session, pytest.raises(TestSetNotFound):
             references.test_set_inputs(session, staged, 100)
-        assert refused.value.status == 404
     finally:
         stream.release.set()
     during: list[tuple[int, float]] = []
@@ -262,7 +260,7 @@ def test_an_upload_swept_while_stalled_fails_and_leaves_nothing(db: Database, mo
         stream.release.set()
         uploader.join()
     error = outcome["error"]
-    assert isinstance(error, ProblemError) and error.status == 503
+    assert isinstance(error, UploadNotStored)
     assert staged_ids(db) == [] and record_count(db) == 0
 
 

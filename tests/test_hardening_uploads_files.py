@@ -13,7 +13,7 @@ from service.app import create_app
 from service.routes import test_sets
 from service.settings import Settings
 from service.test_sets import store
-from service.test_sets.spool import spool_dir
+from service.upload_spool import spool_dir
 from tests.fixtures_test_sets import jsonl, uploaded
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from service.db.models import Evaluation, EvaluationShard, TestSet, utcnow
 from service.db.session import Database
-from service.errors import ProblemError
+from service.evaluations.errors import EvaluationNotFound
 from service.tasks import Task
 
 ACTIVE = ("queued", "running")
@@ -289,7 +289,7 @@ def get(db: Database, evaluation_id: int) -> Evaluation:
     with db.session() as session:
         job = session.get(Evaluation, evaluation_id)
         if job is None:
-            raise ProblemError(404, f"evaluation {evaluation_id} not found")
+            raise EvaluationNotFound(f"evaluation {evaluation_id} not found")
         return job
 
 

@@ -4,9 +4,11 @@ from typing import Any
 
 from service.db.models import Evaluation, TestSet
 from service.db.session import Database
-from service.errors import ProblemError
+from service.domain_errors import Invalid
 from service.evaluations import job_store, results
+from service.evaluations.errors import EvaluationNotSucceeded, NoModelServed, TaskMismatch
 from service.evaluations.runner import DEFAULT_MAX_NEW_TOKENS
+from service.inference.engine import InferenceEngine
 from service.settings import Settings
 from service.tasks import Task
 from service.test_sets.config import METRICS
@@ -14,10 +16,6 @@ from service.test_sets.paired import compare
 from service.test_sets.scoring import normalize
 from service.test_sets.store import get_test_set, latest_by_name
 from service.test_sets.submissions import set_targets
-
-
-def _unprocessable(field: str, message: str) -> ProblemError:
-    return ProblemError(422, f"{field}: {message}", errors=[{"field": field, "message": message}])
 
 
 def _described(task: str, multilabel: bool) -> str:
@@ -29,10 +27,18 @@ def resolve_test_set(db: Database, ref: int | str) -> TestSet:
         return get_test_set(session, ref) if isinstance(ref, int) else latest_by_name(session, ref)
 
 
+def served_identity(engine: InferenceEngine | None) -> job_store.ModelIdentity | None:
+    """What a job records of the model this replica serves, if any."""
+    if engine is None:
+        return None
+    loaded = engine.loaded
+    return job_store.ModelIdentity(loaded.name, loaded.version, loaded.task.task, loaded.task.multilabel)
+
+
 def create(
     db: Database,
     settings: Settings,
-    model: job_store.ModelIdentity | None,
+    engine: InferenceEngine | None,
     *,
     test_set: int | str,
     metrics: list[str] | None,
@@ -40,28 +46,28 @@ def create(
     max_new_tokens: int | None,
     created_by: str,
 ) -> Evaluation:
+    model = served_identity(engine)
     if model is None:
-        raise ProblemError(409, "no model is served by this replica; start heldout with --model to run evaluations")
+        raise NoModelServed("no model is served by this replica; start heldout with --model to run evaluations")
     row = resolve_test_set(db, test_set)
     if (Task(row.task), row.multilabel) != (model.task, model.multilabel):
-        raise ProblemError(
-            409,
+        raise TaskMismatch(
             f"test set {row.name} v{row.version} is a {_described(row.task, row.multilabel)} set but model "
             f"{model.name} is a {_described(model.task, model.multilabel)} model",
         )
     known = METRICS[Task(row.task)]
     unknown = [m for m in metrics or [] if m not in known]
     if unknown:
-        raise _unprocessable("metrics", f"unknown {', '.join(unknown)}; use {', '.join(known)}")
+        raise Invalid(f"unknown {', '.join(unknown)}; use {', '.join(known)}", field="metrics")
     results.check_extra(extra_metrics, results.allow_list(settings.evaluate_modules))
     options: dict[str, Any] = {}
     if model.task is Task.generation:
         tokens = max_new_tokens or min(DEFAULT_MAX_NEW_TOKENS, settings.max_new_tokens)
         if tokens > settings.max_new_tokens:
-            raise _unprocessable("max_new_tokens", f"exceeds HELDOUT_MAX_NEW_TOKENS ({settings.max_new_tokens})")
+            raise Invalid(f"exceeds HELDOUT_MAX_NEW_TOKENS ({settings.max_new_tokens})", field="max_new_tokens")
         options["max_new_tokens"] = tokens
     elif max_new_tokens is not None:
-        raise _unprocessable("max_new_tokens", "applies to generation models only")
+        raise Invalid("applies to generation models only", field="max_new_tokens")
     return job_store.create(
         db,
         row,
@@ -112,18 +118,18 @@ def compare_jobs(
     baseline, candidate = job_store.get(db, baseline_id), job_store.get(db, candidate_id)
     for field, job in (("baseline", baseline), ("candidate", candidate)):
         if job.status != "succeeded":
-            raise ProblemError(409, f"{field}: evaluation {job.id} is {job.status}, not succeeded")
+            raise EvaluationNotSucceeded(f"{field}: evaluation {job.id} is {job.status}, not succeeded")
     if (baseline.test_set_id, baseline.test_set_sha256) != (candidate.test_set_id, candidate.test_set_sha256):
-        raise _unprocessable(
-            "candidate",
+        raise Invalid(
             f"evaluations ran on different test sets: {baseline.test_set_name} v{baseline.test_set_version} and "
             f"{candidate.test_set_name} v{candidate.test_set_version}; a paired test needs the same examples",
+            field="candidate",
         )
     if n_resamples > settings.max_resamples:
-        raise _unprocessable("n_resamples", f"exceeds HELDOUT_MAX_RESAMPLES ({settings.max_resamples})")
+        raise Invalid(f"exceeds HELDOUT_MAX_RESAMPLES ({settings.max_resamples})", field="n_resamples")
     metrics = [m for m in baseline.metrics if m in candidate.metrics]
     if not metrics:
-        raise _unprocessable("candidate", "the two evaluations share no metric")
+        raise Invalid("the two evaluations share no metric", field="candidate")
     with db.session() as session:
         row = get_test_set(session, baseline.test_set_id)
     target = set_targets(db, row)

@@ -13,8 +13,9 @@ from typing import Any
 from metrics.errors import MetricInputError
 from service.db.models import Evaluation, TestSet
 from service.db.session import Database
-from service.errors import ProblemError
+from service.domain_errors import DomainError, Invalid
 from service.evaluations import job_store
+from service.evaluations.errors import PredictionsIncomplete
 from service.test_sets.scoring import normalize, report
 from service.test_sets.submissions import set_targets
 
@@ -30,8 +31,7 @@ def allow_list(spec: str) -> list[str]:
 def check_extra(requested: list[str], allowed: list[str]) -> None:
     unknown = [name for name in requested if name not in allowed]
     if unknown:
-        message = f"not in HELDOUT_EVALUATE_MODULES: {', '.join(unknown)}"
-        raise ProblemError(422, f"extra_metrics: {message}", errors=[{"field": "extra_metrics", "message": message}])
+        raise Invalid(f"not in HELDOUT_EVALUATE_MODULES: {', '.join(unknown)}", field="extra_metrics")
 
 
 def module_name(path: str) -> str:
@@ -58,14 +58,12 @@ def extra_scores(paths: list[str], predictions: list[Any], references: list[Any]
     return out
 
 
-def compute(
-    db: Database, job: Evaluation, test_set: TestSet, n_resamples: int, workers: int | None
-) -> dict[str, Any]:
-    """The job's result; raises ProblemError or MetricInputError with a message safe to store and show."""
+def compute(db: Database, job: Evaluation, test_set: TestSet, n_resamples: int, workers: int | None) -> dict[str, Any]:
+    """The job's result; raises a DomainError or MetricInputError with a message safe to store and show."""
     target = set_targets(db, test_set)
     raw = job_store.predictions(db, job.id)
     if len(raw) != len(target.ids):
-        raise ProblemError(409, f"{len(raw)} predictions for {len(target.ids)} records")
+        raise PredictionsIncomplete(f"{len(raw)} predictions for {len(target.ids)} records")
     predicted = normalize(raw, target)
     scored = report(predicted, target, metrics=job.metrics, n_resamples=n_resamples, workers=workers)
     metrics: dict[str, float] = dict(scored.metrics)
@@ -84,7 +82,7 @@ def reduce(
         return None, "the test set was deleted"
     try:
         return compute(db, job, test_set, n_resamples, workers), None
-    except ProblemError as exc:
+    except DomainError as exc:
         return None, exc.detail
     except MetricInputError as exc:
         return None, f"scoring failed on {exc.field or 'the predictions'}"

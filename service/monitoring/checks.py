@@ -26,8 +26,8 @@ from monitors.drift_config import DriftConfig
 from monitors.drift_gauges import DriftSnapshot, count_check, publish_drift
 from service.db.models import DriftCheck, utcnow
 from service.db.session import Database
-from service.errors import ProblemError
 from service.monitoring.drift_worker import CheckFailed, CheckJob, CheckOutput, init_process, run_check
+from service.monitoring.errors import CheckNotFound, CheckQueueFull, ReportDeleted, ReportNotReady
 from service.monitoring.times import as_utc
 from service.monitoring.window import Window
 from service.settings import Settings
@@ -35,8 +35,10 @@ from service.settings import Settings
 log = logging.getLogger("heldout.drift")
 
 UNFINISHED = ("queued", "running")
-# Checks waiting in one process beyond this are refused with 429: each holds a worker for seconds.
+# Checks waiting in one process beyond this are refused (CheckQueueFull): each holds a worker for seconds.
 MAX_PENDING = 8
+# When a refused check is worth asking for again.
+QUEUE_RETRY_S = 30
 # Grace past HELDOUT_DRIFT_TIMEOUT_S before another replica declares an unfinished check abandoned.
 ABANDON_GRACE = timedelta(seconds=60)
 
@@ -137,7 +139,7 @@ class DriftChecks:
         """
         pending = len(self._tasks) + self._inserting
         if pending >= MAX_PENDING:
-            raise ProblemError(429, f"{pending} drift checks are already pending here", headers={"Retry-After": "30"})
+            raise CheckQueueFull(f"{pending} drift checks are already pending here", retry_after_s=QUEUE_RETRY_S)
         self._inserting += 1
         try:
             row = await asyncio.to_thread(self._insert, model, reference_id, window, created_by, tick)
@@ -258,7 +260,7 @@ def get_check(db: Database, check_id: int) -> DriftCheck:
     with db.session() as session:
         row = session.get(DriftCheck, check_id)
     if row is None:
-        raise ProblemError(404, f"drift check {check_id} does not exist")
+        raise CheckNotFound(f"drift check {check_id} does not exist")
     return row
 
 
@@ -280,14 +282,14 @@ def list_checks(
 
 
 def check_report(db: Database, check_id: int) -> bytes:
-    """The gzip'd HTML report; 409 while the check has not succeeded, 404 once retention dropped it."""
+    """The gzip'd HTML report; ReportNotReady until the check has succeeded, ReportDeleted after retention."""
     with db.session() as session:
         row = session.get(DriftCheck, check_id, options=[undefer(DriftCheck.report)])
         if row is None:
-            raise ProblemError(404, f"drift check {check_id} does not exist")
+            raise CheckNotFound(f"drift check {check_id} does not exist")
         status, report = row.status, row.report
     if status != "succeeded":
-        raise ProblemError(409, f"drift check {check_id} is {status}; only a succeeded check has a report")
+        raise ReportNotReady(f"drift check {check_id} is {status}; only a succeeded check has a report")
     if report is None:
-        raise ProblemError(404, f"the report of drift check {check_id} was deleted after HELDOUT_LOG_RETENTION")
+        raise ReportDeleted(f"the report of drift check {check_id} was deleted after HELDOUT_LOG_RETENTION")
     return report

@@ -1,7 +1,7 @@
 """Delayed ground truth: joined to logged predictions, stored, and reduced to online scores.
 
 A batch is all or nothing: if any prediction id is unknown, or a label cannot apply, nothing is stored
-and the 422 names every offending item (up to a limit).
+and the refusal names every offending item (up to a limit).
 """
 
 from collections.abc import Callable, Sequence
@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session
 from monitors.online_accuracy import OnlineScores, OnlineWindow, online_scores
 from service.db.models import Feedback, PredictionLogEntry, utcnow
 from service.db.session import Database
-from service.errors import ProblemError
+from service.domain_errors import FieldProblem
+from service.monitoring.errors import FeedbackRejected
 from service.monitoring.window import ID_CHUNK
 
-# Offending items named in one 422, so the answer stays readable for a 10,000-item batch.
+# Offending items named in one refusal, so the answer stays readable for a 10,000-item batch.
 MAX_NAMED = 20
 
 
@@ -44,11 +45,10 @@ def _lookup(session: Session, ids: Sequence[str]) -> dict[str, _Logged]:
     return found
 
 
-def _reject(problems: list[tuple[int, str, str]], summary: str) -> ProblemError:
-    errors = [{"field": f"items.{i}.{field}", "message": message} for i, field, message in problems[:MAX_NAMED]]
+def _reject(problems: list[tuple[int, str, str]], summary: str) -> FeedbackRejected:
+    named = [FieldProblem(f"items.{i}.{field}", message) for i, field, message in problems[:MAX_NAMED]]
     more = f" (and {len(problems) - MAX_NAMED} more)" if len(problems) > MAX_NAMED else ""
-    named = ", ".join(e["message"] for e in errors)
-    return ProblemError(422, f"{summary}: {named}{more}", errors=errors)
+    return FeedbackRejected(f"{summary}: {', '.join(p.message for p in named)}{more}", problems=named)
 
 
 def _upsert(session: Session, rows: list[dict[str, object]]) -> None:

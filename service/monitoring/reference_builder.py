@@ -10,8 +10,8 @@ from monitors.drift_config import ALL_COLUMNS
 from monitors.drift_features import FeatureTable
 from service.db.models import DriftReference
 from service.db.session import Database
-from service.errors import ProblemError
 from service.inference.engine import InferenceEngine
+from service.monitoring.errors import NoDriftFeatures, ReferenceNeedsModel, TooFewRows
 from service.monitoring.references import fit_projection, store_reference, table_from_outputs, test_set_inputs
 from service.monitoring.times import as_utc
 from service.monitoring.window import Window, count_rows, read_window
@@ -20,16 +20,17 @@ from service.settings import Settings
 TEXT_SEED = 0
 
 
-def _too_few(n: int, what: str, settings: Settings) -> ProblemError:
-    message = f"{what} has {n} predictions; a reference needs HELDOUT_DRIFT_MIN_ROWS ({settings.drift_min_rows})"
-    return ProblemError(422, message)
+def _too_few(n: int, what: str, settings: Settings) -> TooFewRows:
+    return TooFewRows(
+        f"{what} has {n} predictions; a reference needs HELDOUT_DRIFT_MIN_ROWS ({settings.drift_min_rows})"
+    )
 
 
 async def from_test_set(
     db: Database, settings: Settings, engine: InferenceEngine | None, test_set_id: int, created_by: str
 ) -> DriftReference:
     if engine is None:
-        raise ProblemError(409, "a reference from a test set needs a served model: set HELDOUT_MODEL_PATH")
+        raise ReferenceNeedsModel("a reference from a test set needs a served model: set HELDOUT_MODEL_PATH")
 
     def read() -> tuple[str, list[str]]:
         with db.session() as session:
@@ -40,7 +41,7 @@ async def from_test_set(
         raise _too_few(len(texts), f"test set {test_set_id}", settings)
     outputs = []
     for start in range(0, len(texts), settings.max_inputs):
-        outputs.extend(await engine.classify_unlogged(texts[start : start + settings.max_inputs]))
+        outputs.extend((await engine.classify(texts[start : start + settings.max_inputs], record=False)).outputs)
     table = table_from_outputs(texts, outputs)
     source = {"test_set": test_set_id, "name": name}
     return await asyncio.to_thread(_store, db, settings, engine.loaded.name, source, table, created_by)
@@ -76,7 +77,7 @@ def _store(
     db: Database, settings: Settings, model: str, source: Mapping[str, object], table: FeatureTable, created_by: str
 ) -> DriftReference:
     if not any(table.present(column) for column in ALL_COLUMNS):
-        raise ProblemError(422, f"the {len(table)} predictions carry no feature a drift check can compare")
+        raise NoDriftFeatures(f"the {len(table)} predictions carry no feature a drift check can compare")
     _keep_sample_of_texts(table, settings.drift_text_sample)
     projection = fit_projection(table, settings.drift_embedding_components)
     return store_reference(db, model, dict(source), table, projection, created_by)

@@ -18,18 +18,19 @@ from monitors.drift_features import FeatureTable, LoggedPrediction, classifier_l
 from monitors.projection import Projection
 from service.db.models import DriftReference, TestRecord, TestSet
 from service.db.session import Database
-from service.errors import ProblemError
 from service.inference.classifier import ClassOutput
+from service.monitoring.errors import ReferenceNotFound
 from service.monitoring.window import ID_CHUNK
+from service.test_sets.errors import TestSetNotFound
 
 VERSION_ATTEMPTS = 5
 
 
 def test_set_inputs(session: Session, test_set_id: int, max_rows: int) -> tuple[str, list[str]]:
-    """(test set name, inputs evenly spread over the set); 404 for a missing or deleted set."""
+    """(test set name, inputs evenly spread over the set); TestSetNotFound for a missing or deleted set."""
     row = session.get(TestSet, test_set_id)
     if row is None or row.deleted_at is not None or row.version is None:
-        raise ProblemError(404, f"test set {test_set_id} does not exist")
+        raise TestSetNotFound(f"test set {test_set_id} does not exist")
     of_set = TestRecord.test_set_id == test_set_id
     positions = list(session.scalars(select(TestRecord.position).where(of_set).order_by(TestRecord.position)))
     if len(positions) > max_rows:
@@ -101,8 +102,13 @@ def store_reference(
 def get_reference(session: Session, reference_id: int) -> DriftReference:
     row = session.get(DriftReference, reference_id)
     if row is None:
-        raise ProblemError(404, f"drift reference {reference_id} does not exist")
+        raise ReferenceNotFound(f"drift reference {reference_id} does not exist")
     return row
+
+
+def read_reference(db: Database, reference_id: int) -> DriftReference:
+    with db.session() as session:
+        return get_reference(session, reference_id)
 
 
 def latest_reference(session: Session, model: str | None) -> DriftReference | None:
@@ -113,11 +119,12 @@ def latest_reference(session: Session, model: str | None) -> DriftReference | No
     return session.scalars(query).first()
 
 
-def list_references(session: Session, model: str | None, limit: int, offset: int) -> tuple[list[DriftReference], int]:
+def list_references(db: Database, model: str | None, limit: int, offset: int) -> tuple[list[DriftReference], int]:
     query = select(DriftReference)
     count = select(func.count()).select_from(DriftReference)
     if model is not None:
         query = query.where(DriftReference.model == model)
         count = count.where(DriftReference.model == model)
-    rows = session.scalars(query.order_by(DriftReference.id.desc()).limit(limit).offset(offset)).all()
-    return list(rows), int(session.scalar(count) or 0)
+    with db.session() as session:
+        rows = session.scalars(query.order_by(DriftReference.id.desc()).limit(limit).offset(offset)).all()
+        return list(rows), int(session.scalar(count) or 0)

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from service.db.session import Database
 from service.inference.engine import InferenceEngine
@@ -29,12 +29,6 @@ class Monitoring:
     maintenance: "asyncio.Task[None]"
 
 
-def served_model(app_or_request: FastAPI | Request) -> InferenceEngine | None:
-    app = app_or_request.app if isinstance(app_or_request, Request) else app_or_request
-    engine: InferenceEngine | None = app.state.inference
-    return engine
-
-
 def scheduled_target(db: Database, model: str | None) -> tuple[str, int] | None:
     """(model, reference id) a tick checks: the served model's newest reference, else the newest reference."""
     with db.session() as session:
@@ -48,7 +42,7 @@ async def start_monitoring(app: FastAPI, settings: Settings, db: Database) -> No
     maintenance = asyncio.get_running_loop().create_task(maintain_forever(db, settings), name="heldout-monitoring")
 
     async def fire(tick: datetime) -> None:
-        engine = served_model(app)
+        engine: InferenceEngine | None = app.state.inference
         target = await asyncio.to_thread(scheduled_target, db, engine.loaded.name if engine is not None else None)
         if target is None:
             log.info("scheduled drift check skipped: no drift reference yet (POST /v1/drift/reference)")

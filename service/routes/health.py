@@ -1,14 +1,23 @@
-from fastapi import APIRouter, Request
+"""Liveness, readiness and the Prometheus exposition."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from monitors.exposition import CONTENT_TYPE, render_latest
-from service.errors import PROBLEM_JSON, problem_response
+from service.errors import PROBLEM_JSON
 from service.readiness import Readiness
 from service.schemas.health import Health
 from service.schemas.health import Readiness as ReadinessBody
 
 router = APIRouter(tags=["health"])
+
+
+async def _readiness(request: Request) -> Readiness:
+    readiness: Readiness = request.app.state.readiness
+    return readiness
 
 
 @router.get("/healthz", response_model=Health)
@@ -21,13 +30,8 @@ async def healthz() -> Health:
     response_model=ReadinessBody,
     responses={503: {"description": "a check failed", "content": {PROBLEM_JSON: {}}}},
 )
-async def readyz(request: Request) -> Response | ReadinessBody:
-    readiness: Readiness = request.app.state.readiness
-    checks = await run_in_threadpool(readiness.run)
-    failed = [name for name, ok in checks.items() if not ok]
-    if failed:
-        return problem_response(503, f"not ready: {', '.join(failed)} check failed")
-    return ReadinessBody(status="ready", checks=checks)
+async def readyz(readiness: Annotated[Readiness, Depends(_readiness)]) -> ReadinessBody:
+    return ReadinessBody(status="ready", checks=await run_in_threadpool(readiness.verify))
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})

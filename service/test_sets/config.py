@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from service.tasks import Task
-from service.test_sets.records import UploadError
+from service.test_sets.errors import UploadInvalid
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
 GENERATION_METRICS = ("bleu", "chrf", "ter")
@@ -72,7 +72,7 @@ def check_form(task: Task, form: ConfigForm) -> None:
         problems.append(("pos_label", "pos_label needs average=binary"))
     if problems:
         field, _ = problems[0]
-        raise UploadError(field, [(None, f"{name}: {message}") for name, message in problems])
+        raise UploadInvalid(field, [(None, f"{name}: {message}") for name, message in problems])
 
 
 def build_config(task: Task, form: ConfigForm, labels: list[Any], multilabel: bool) -> SetConfig:
@@ -83,10 +83,10 @@ def build_config(task: Task, form: ConfigForm, labels: list[Any], multilabel: bo
     if task is Task.classification:
         average = form.average or "macro"
         if average == "samples" and not multilabel:
-            raise UploadError("average", [(None, "average: samples needs multilabel records")])
+            raise UploadInvalid("average", [(None, "average: samples needs multilabel records")])
         if average == "binary":
             if multilabel or len(labels) > 2:
-                raise UploadError("average", [(None, "average: binary needs single labels, at most two of them")])
+                raise UploadInvalid("average", [(None, "average: binary needs single labels, at most two of them")])
             pos_label = _pos_label(form.pos_label, labels)
     return SetConfig(
         average=average,
@@ -103,8 +103,8 @@ def _pos_label(given: str | None, labels: list[Any]) -> int | str:
     if given is None:
         if 1 in labels or len(labels) < 2:
             return 1
-        raise UploadError("pos_label", [(None, "pos_label: required with average=binary unless 1 is a label")])
+        raise UploadInvalid("pos_label", [(None, "pos_label: required with average=binary unless 1 is a label")])
     for label in labels:
         if str(label) == given:
             return label
-    raise UploadError("pos_label", [(None, "pos_label: not one of the set's labels")])
+    raise UploadInvalid("pos_label", [(None, "pos_label: not one of the set's labels")])

@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from metrics.classification import MAX_LABELS
 from service.tasks import Task
+from service.test_sets.errors import UploadInvalid
 
 # Upload errors collected before the upload is abandoned.
 MAX_ERRORS = 20
@@ -43,18 +44,6 @@ class Record:
     target: Any
     """Classification: the label, or the sorted label list (multilabel). Generation: the references."""
     canonical: bytes
-
-
-class UploadError(Exception):
-    """Validation failed; ``problems`` are ``(line, message)`` pairs with no record content in them."""
-
-    def __init__(self, field_name: str, problems: list[tuple[int | None, str]]) -> None:
-        super().__init__(f"{field_name}: {len(problems)} problem(s)")
-        self.field = field_name
-        self.problems = problems
-
-    def messages(self) -> list[str]:
-        return [message if line is None else f"line {line}: {message}" for line, message in self.problems]
 
 
 class _Invalid(Exception):
@@ -127,14 +116,14 @@ class RecordReader:
             self.records += 1
             yield record
         if self.errors:
-            raise UploadError("file", self.errors)
+            raise UploadInvalid("file", self.errors)
         if self.records == 0:
-            raise UploadError("file", [(None, "the file holds no records")])
+            raise UploadInvalid("file", [(None, "the file holds no records")])
 
     def _fail(self, line: int | None, message: str) -> None:
         self.errors.append((line, message))
         if len(self.errors) >= MAX_ERRORS:
-            raise UploadError("file", self.errors)
+            raise UploadInvalid("file", self.errors)
 
     # -- formats -------------------------------------------------------------------------------
 

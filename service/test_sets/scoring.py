@@ -13,13 +13,14 @@ from typing import Any
 from metrics.bootstrap import Interval
 from metrics.classification import classification_report
 from metrics.generation import generation_report
-from service.errors import ProblemError
+from service.domain_errors import FieldProblem
 from service.tasks import Task
 from service.test_sets.config import CLASSIFICATION_METRICS, GENERATION_METRICS, SetConfig
+from service.test_sets.errors import PredictionsInvalid
 
 CONFIDENCE_LEVEL = 0.95
 SEED = 0
-# Ids named in a 422 before the rest are summarised as a count.
+# Ids named in a refusal before the rest are summarised as a count.
 MAX_NAMED_IDS = 20
 # Stands for every predicted label outside a string-labelled set; NUL never occurs in stored labels.
 OTHER_STR = "\x00other"
@@ -49,19 +50,19 @@ def _named(ids: Sequence[str], total: int) -> str:
 
 
 def align(ids: Sequence[str], predictions: Mapping[str, Any]) -> list[Any]:
-    """Predictions in set order; a 422 names missing and unknown ids (ids are public, labels are not)."""
+    """Predictions in set order; the refusal names missing and unknown ids (ids are public, labels are not)."""
     missing = [i for i in ids if i not in predictions]
     unknown: list[str] = []
     if missing or len(predictions) != len(ids):
         known = set(ids)
         unknown = [i for i in predictions if i not in known]
-    errors = []
+    problems = []
     if missing:
-        errors.append({"field": "predictions", "message": f"missing ids: {_named(missing, len(missing))}"})
+        problems.append(FieldProblem("predictions", f"missing ids: {_named(missing, len(missing))}"))
     if unknown:
-        errors.append({"field": "predictions", "message": f"unknown ids: {_named(unknown, len(unknown))}"})
-    if errors:
-        raise ProblemError(422, "; ".join(e["message"] for e in errors), errors=errors)
+        problems.append(FieldProblem("predictions", f"unknown ids: {_named(unknown, len(unknown))}"))
+    if problems:
+        raise PredictionsInvalid("; ".join(p.message for p in problems), problems=problems)
     return [predictions[i] for i in ids]
 
 
@@ -100,15 +101,14 @@ def normalize_labels(values: Sequence[Any], ids: Sequence[str], target: SetTarge
             out.append(one(value, record_id))
     if shape_errors:
         expected = "a list of labels (multilabel set)" if target.multilabel else "one label (a string or an integer)"
-        raise ProblemError(
-            422,
+        raise PredictionsInvalid(
             f"predictions must each be {expected}; not so for ids {_named(shape_errors, len(shape_errors))}",
-            errors=[{"field": "predictions", "message": f"expected {expected}"}],
+            problems=[FieldProblem("predictions", f"expected {expected}")],
         )
     if binary and outside:
         named = _named(outside, len(outside))
         message = f"a binary set's predictions must be one of its two labels; not so for ids {named}"
-        raise ProblemError(422, message, errors=[{"field": "predictions", "message": message}])
+        raise PredictionsInvalid(message, problems=[FieldProblem("predictions", message)])
     return out
 
 
@@ -116,7 +116,7 @@ def normalize_texts(values: Sequence[Any], ids: Sequence[str]) -> list[str]:
     bad = [record_id for value, record_id in zip(values, ids, strict=True) if not isinstance(value, str)]
     if bad:
         message = f"generation predictions must be strings; not so for ids {_named(bad, len(bad))}"
-        raise ProblemError(422, message, errors=[{"field": "predictions", "message": message}])
+        raise PredictionsInvalid(message, problems=[FieldProblem("predictions", message)])
     return list(values)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from service.db.models import TestRecord, TestSet, utcnow
 from service.db.session import Database
-from service.errors import ProblemError
+from service.test_sets.errors import UploadNotStored
 
 # A staged set whose heartbeat is older than this belongs to a dead process: far longer than any batch.
 STALE_AFTER = timedelta(minutes=10)
@@ -36,8 +36,8 @@ class NameTaken(Exception):
     """Publishing with ``if_absent`` found a live set of that name."""
 
 
-def _abandoned() -> ProblemError:
-    return ProblemError(503, "the upload stalled and was abandoned; nothing was stored, try again")
+def _abandoned() -> UploadNotStored:
+    return UploadNotStored("the upload stalled and was abandoned; nothing was stored, try again")
 
 
 def _staged(set_id: int) -> ColumnElement[bool]:
@@ -149,9 +149,7 @@ def sweep_stale(db: Database) -> int:
     for set_id in candidates:
         with db.session() as session:
             claimed = session.execute(
-                update(TestSet)
-                .where(TestSet.id == set_id, stale)
-                .values(deleted_at=utcnow(), heartbeat_at=utcnow())
+                update(TestSet).where(TestSet.id == set_id, stale).values(deleted_at=utcnow(), heartbeat_at=utcnow())
             )
         if isinstance(claimed, CursorResult) and claimed.rowcount == 1:
             _purge(db, set_id)

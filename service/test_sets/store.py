@@ -21,13 +21,13 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.db.models import Evaluation, ScoringState, TestRecord, TestSet, utcnow
 from service.db.session import Database
-from service.errors import ProblemError
 from service.tasks import Task
 from service.test_sets import staging
 from service.test_sets.audit import AuditBuilder, Contamination, DuplicateGroups
 from service.test_sets.config import ConfigForm, SetConfig, build_config, check_form
+from service.test_sets.errors import TestSetNotFound, UploadInvalid, UploadNotStored
 from service.test_sets.fingerprint import exact_fingerprint, fingerprint
-from service.test_sets.records import Format, Record, RecordReader, UploadError, canonical_json, detect_format
+from service.test_sets.records import Format, Record, RecordReader, canonical_json, detect_format
 from service.test_sets.training import TrainingSource, training_fingerprints
 
 log = logging.getLogger("heldout.test_sets")
@@ -71,15 +71,15 @@ def _row(test_set_id: int, position: int, record: Record) -> dict[str, Any]:
 
 
 def create_test_set(db: Database, upload: Upload, max_record_bytes: int) -> TestSet:
-    """Validate, audit and store an upload; raises UploadError naming lines, and then stores nothing."""
+    """Validate, audit and store an upload; raises UploadInvalid naming lines, and then stores nothing."""
     return _create(db, upload, max_record_bytes, if_absent=False)
 
 
-def _database_refused(exc: DBAPIError) -> ProblemError:
+def _database_refused(exc: DBAPIError) -> UploadNotStored:
     """A database error on the records' insert would quote them (labels included) in its message and the
     log; only its type goes on."""
     log.error("test-set upload failed in the database: %s", type(exc.orig).__name__)
-    return ProblemError(503, "the database could not store the test set; nothing was stored, try again")
+    return UploadNotStored("the database could not store the test set; nothing was stored, try again")
 
 
 def create_if_absent(db: Database, upload: Upload, max_record_bytes: int) -> TestSet | None:
@@ -192,7 +192,7 @@ def _check_unique_ids(session: Session, test_set_id: int) -> None:
         .limit(20)
     ).all()
     if repeated:
-        raise UploadError("file", [(last, f"the id is already used on line {first}") for first, last in repeated])
+        raise UploadInvalid("file", [(last, f"the id is already used on line {first}") for first, last in repeated])
 
 
 def _duplicate_groups(
@@ -270,7 +270,7 @@ def _contamination(
 def get_test_set(session: Session, test_set_id: int) -> TestSet:
     row = session.get(TestSet, test_set_id)
     if row is None or row.deleted_at is not None or row.version is None:
-        raise ProblemError(404, f"test set {test_set_id} not found")
+        raise TestSetNotFound(f"test set {test_set_id} not found")
     return row
 
 
@@ -282,7 +282,7 @@ def latest_by_name(session: Session, name: str) -> TestSet:
         .limit(1)
     ).first()
     if row is None:
-        raise ProblemError(404, f"no test set is named {name!r}")
+        raise TestSetNotFound(f"no test set is named {name!r}")
     return row
 
 
@@ -307,8 +307,18 @@ def config_of(row: TestSet) -> SetConfig:
     return SetConfig.from_json(row.settings)
 
 
-def list_inputs(db: Database, test_set_id: int, cursor: int, limit: int) -> tuple[list[tuple[str, str]], int | None]:
-    """Ids and inputs from position ``cursor`` on; the next cursor, or None at the end.
+@dataclass(frozen=True)
+class InputPage:
+    items: list[tuple[str, str]]
+    """(id, input) pairs in set order."""
+    next_cursor: int | None
+    """Where the next page starts; None at the end."""
+    total: int
+    """Records in the whole set."""
+
+
+def list_inputs(db: Database, test_set_id: int, cursor: int, limit: int) -> InputPage:
+    """Ids and inputs from position ``cursor`` on.
 
     A page stops early once it holds INPUTS_PAGE_BYTES of ids and inputs, so a page of huge records stays
     bounded in memory; rows are streamed, not fetched ``limit`` at once.
@@ -316,7 +326,7 @@ def list_inputs(db: Database, test_set_id: int, cursor: int, limit: int) -> tupl
     items: list[tuple[str, str]] = []
     size = 0
     with db.session() as session:
-        get_test_set(session, test_set_id)
+        total = get_test_set(session, test_set_id).size
         rows = session.execute(
             select(TestRecord.position, TestRecord.record_id, TestRecord.input)
             .where(TestRecord.test_set_id == test_set_id, TestRecord.position >= cursor)
@@ -328,9 +338,9 @@ def list_inputs(db: Database, test_set_id: int, cursor: int, limit: int) -> tupl
             size += len(record_id) + len(text.encode("utf-8"))
             if len(items) == limit or (items and size > INPUTS_PAGE_BYTES):
                 rows.close()
-                return items, int(position)
+                return InputPage(items, int(position), total)
             items.append((record_id, text))
-    return items, None
+    return InputPage(items, None, total)
 
 
 def iter_targets(session: Session, test_set_id: int, start: int = 0, stop: int | None = None) -> Iterator[Any]:

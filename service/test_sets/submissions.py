@@ -20,10 +20,11 @@ from sqlalchemy.orm import Session
 from monitors.evaluation_gauges import count_submission
 from service.db.models import ScoringState, ScoringSubmission, TestSet, utcnow
 from service.db.session import Database
-from service.errors import ProblemError
+from service.settings import Settings
 from service.tasks import Task
 from service.test_sets import ladder
 from service.test_sets.config import SetConfig
+from service.test_sets.errors import BudgetExhausted
 from service.test_sets.paired import compare
 from service.test_sets.scoring import Report, SetTargets, align, normalize, report
 from service.test_sets.store import config_of, get_test_set, load_targets
@@ -120,19 +121,13 @@ def _ladder_release(
 
 
 def submit(
-    db: Database,
-    test_set_id: int,
-    key_id: str,
-    predictions: dict[str, Any],
-    *,
-    n_resamples: int,
-    workers: int | None = None,
-    full_report: bool = False,
+    db: Database, settings: Settings, test_set_id: int, key_id: str, predictions: dict[str, Any], full_report: bool
 ) -> ScoreOutcome:
-    """Score ``predictions`` ({id: prediction}) for ``key_id``; 429 once the key's daily budget is spent.
+    """Score ``predictions`` ({id: prediction}) for ``key_id``; BudgetExhausted once the key's daily budget is spent.
 
     In ladder mode only the ladder metric is released unless ``full_report`` (admin keys).
     """
+    n_resamples, workers = min(settings.scoring_resamples, settings.max_resamples), settings.metric_workers
     with db.session() as session:
         row = get_test_set(session, test_set_id)
     config: SetConfig = config_of(row)
@@ -174,9 +169,8 @@ def _refuse(db: Database, row: TestSet, key_id: str) -> None:
         session.add(ScoringSubmission(test_set_id=row.id, key_id=key_id, created_at=now, outcome="over_budget"))
     count_submission(row.name, "over_budget")
     retry = math.ceil((_day_start(now) + timedelta(days=1) - now).total_seconds())
-    raise ProblemError(
-        429,
+    raise BudgetExhausted(
         f"this key's daily budget of {row.settings['daily_budget']} scored submissions for test set {row.id} is spent; "
         "it renews at 00:00 UTC",
-        headers={"Retry-After": str(max(1, retry))},
+        retry_after_s=max(1, retry),
     )

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
+from service.test_sets.errors import UploadInvalid
 from service.test_sets.fingerprint import fingerprint
-from service.test_sets.records import UploadError
 
 INPUT_FIELDS = ("text", "source", "input", "prompt")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -32,11 +32,11 @@ def _lines(stream: IO[bytes], field: str, limit: int) -> Iterator[tuple[int, str
     while raw := stream.readline(limit + 1):
         line += 1
         if len(raw) > limit and not raw.endswith(b"\n"):
-            raise UploadError(field, [(line, f"longer than HELDOUT_MAX_RECORD_BYTES ({limit} bytes)")])
+            raise UploadInvalid(field, [(line, f"longer than HELDOUT_MAX_RECORD_BYTES ({limit} bytes)")])
         try:
             yield line, raw.decode("utf-8-sig" if line == 1 else "utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
-            raise UploadError(field, [(line, "not valid UTF-8")]) from None
+            raise UploadInvalid(field, [(line, "not valid UTF-8")]) from None
 
 
 def _field(row: dict[str, object], source: TrainingSource, line: int) -> str:
@@ -44,7 +44,7 @@ def _field(row: dict[str, object], source: TrainingSource, line: int) -> str:
         value = row.get(name)
         if isinstance(value, str):
             return value
-    raise UploadError(source.field, [(line, f"no string field named {', '.join(INPUT_FIELDS)}")])
+    raise UploadInvalid(source.field, [(line, f"no string field named {', '.join(INPUT_FIELDS)}")])
 
 
 def _texts(source: TrainingSource, limit: int) -> Iterator[str]:
@@ -59,7 +59,7 @@ def _texts(source: TrainingSource, limit: int) -> Iterator[str]:
             for row in csv.DictReader(text):
                 yield _field(dict(row), source, 0)
         except (UnicodeDecodeError, csv.Error):
-            raise UploadError(source.field, [(None, "not a readable UTF-8 CSV file")]) from None
+            raise UploadInvalid(source.field, [(None, "not a readable UTF-8 CSV file")]) from None
         finally:
             text.detach()
         return
@@ -69,11 +69,11 @@ def _texts(source: TrainingSource, limit: int) -> Iterator[str]:
         try:
             row = json.loads(raw)
         except (json.JSONDecodeError, RecursionError):
-            raise UploadError(
+            raise UploadInvalid(
                 source.field, [(line, "not valid JSON (name the file .txt or .csv for other formats)")]
             ) from None
         if not isinstance(row, dict):
-            raise UploadError(source.field, [(line, "each line must be a JSON object")])
+            raise UploadInvalid(source.field, [(line, "each line must be a JSON object")])
         yield _field(row, source, line)
 
 
@@ -85,7 +85,7 @@ def training_fingerprints(source: TrainingSource, limit: int) -> Iterator[str]:
             if not value:
                 continue
             if not _HEX64.fullmatch(value):
-                raise UploadError(source.field, [(line, "expected a sha256 fingerprint: 64 hexadecimal characters")])
+                raise UploadInvalid(source.field, [(line, "expected a sha256 fingerprint: 64 hexadecimal characters")])
             yield value.lower()
         return
     for text in _texts(source, limit):

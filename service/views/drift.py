@@ -1,4 +1,4 @@
-"""Stored rows → API contracts."""
+"""Drift reference and check rows → the contracts of ``/v1/drift``."""
 
 from service.db.models import DriftCheck, DriftReference
 from service.schemas.drift import CheckInfo, ColumnResult, ReferenceInfo, WindowInfo

@@ -1,0 +1,23 @@
+"""What the evaluation use cases refuse, in domain terms; ``service.errors`` answers them over HTTP."""
+
+from service.domain_errors import Conflict, NotFound
+
+
+class EvaluationNotFound(NotFound):
+    """No evaluation job has that id."""
+
+
+class NoModelServed(Conflict):
+    """This replica serves no model, so it cannot run an evaluation."""
+
+
+class TaskMismatch(Conflict):
+    """The served model's outputs cannot be scored against the test set (classification vs generation)."""
+
+
+class EvaluationNotSucceeded(Conflict):
+    """A comparison needs finished, succeeded evaluations."""
+
+
+class PredictionsIncomplete(Conflict):
+    """A job reached reduction without one prediction per test record."""
