@@ -5,17 +5,20 @@ it was framework: routing, dependency solving, request wrappers (about half of t
 clients). This middleware answers the common case itself: a JSON body that validates against the
 route's own ``PredictRequest``, from a key with the evaluator role. Anything else (no key, a bad key,
 a body that does not validate, no model) goes on to the FastAPI route unchanged, body replayed, so
-every error comes from the one place that produces errors. The route stays declared for the OpenAPI
-contract and is what this path must equal.
+every error comes from the one place that produces errors; the engine's own refusals are answered through
+``service.errors.domain_problem``, as the route's handler answers them. The route stays declared for the
+OpenAPI contract and is what this path must equal: both serialize with ``routes.inference.predict_json``.
 """
 
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.auth import KeyStore, Role
-from service.errors import ProblemError, problem_response, unhandled_response
+from service.domain_errors import DomainError
+from service.errors import domain_problem, problem_response, unhandled_response
 from service.inference.engine import InferenceEngine
 from service.middleware import ROUTE_TEMPLATE
+from service.routes.inference import predict_json
 from service.schemas.inference import PredictRequest
 
 PATH = "/v1/predict"
@@ -78,14 +81,15 @@ class PredictFastPath:
             return
         scope[ROUTE_TEMPLATE] = PATH
         try:
-            response = await engine.predict(request)
-        except ProblemError as exc:
-            await problem_response(exc.status, exc.detail, errors=exc.errors, headers=exc.headers)(scope, receive, send)
+            payload = predict_json(await engine.classify(request.inputs), request.return_scores)
+        except DomainError as exc:  # answered as the route's exception handler would
+            problem = domain_problem(exc)
+            refused = problem_response(problem.status, problem.detail, errors=problem.errors, headers=problem.headers)
+            await refused(scope, receive, send)
             return
         except Exception as exc:  # the route's catch-all handler sits inside FastAPI, behind this path
             await unhandled_response("POST", PATH, exc)(scope, receive, send)
             return
-        payload = response.model_dump_json(exclude_none=True).encode()
         await send(
             {
                 "type": "http.response.start",

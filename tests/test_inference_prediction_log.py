@@ -19,7 +19,6 @@ from service.db.session import Database
 from service.inference.classifier import Classifier
 from service.inference.prediction_log import PredictionLog, PredictionRecord
 from service.inference.startup import build_engine
-from service.schemas.inference import PredictRequest
 from service.settings import Settings
 from tests.conftest import auth
 from tests.tiny_models import CLASSIFIER_LABELS, SENTENCES
@@ -124,13 +123,11 @@ def test_shutdown_finishes_in_flight_requests(
 
     async def scenario() -> list[str]:
         await engine.start()
-        pending = [
-            asyncio.ensure_future(engine.predict(PredictRequest(inputs=[text]))) for text in SENTENCES[:6]
-        ]
+        pending = [asyncio.ensure_future(engine.classify([text])) for text in SENTENCES[:6]]
         await asyncio.sleep(0.05)
         await engine.aclose()
         assert not engine.ready
-        return [p.result().predictions[0].label for p in pending]
+        return [str(p.result().outputs[0].label) for p in pending]
 
     labels = asyncio.run(scenario())
     db.dispose()

@@ -1,25 +1,21 @@
 """What an evaluation worker needs of a model: its identity and batched predictions for a list of texts.
 
-``EngineRunner`` drives the served model through the serving engine's public ``predict`` and
-``generate``, so evaluation examples share the dynamic batcher (and its queue bound) with online
-traffic. Each shard's texts go in as concurrent requests of at most HELDOUT_MAX_INPUTS, which the
-batcher merges into full, length-sorted batches.
+``EngineRunner`` drives the served model through the serving engine's ``classify`` and ``generate``,
+unrecorded, so evaluation examples share the dynamic batcher (and its queue bound) with online traffic
+without passing for it. Each shard's texts go in as concurrent calls of at most HELDOUT_MAX_INPUTS, which
+the batcher merges into full, length-sorted batches.
 """
 
 import asyncio
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from service.errors import ProblemError
+from service.domain_errors import Busy, TimedOut, Unavailable
 from service.evaluations.job_store import ModelIdentity
 from service.inference.engine import InferenceEngine
-from service.schemas.inference import GenerateRequest, PredictRequest
+from service.inference.options import GenerateOptions
 from service.tasks import Task
 
-# Statuses of the serving engine that mean "busy, try again", not "this input is wrong".
-TRANSIENT = frozenset({429, 503, 504})
-# The serving API refuses empty texts; an empty test input is sent as this (tokenised like an empty one).
-EMPTY_INPUT = " "
 DEFAULT_MAX_NEW_TOKENS = 64
 
 
@@ -50,20 +46,15 @@ class EngineRunner:
         return self._identity
 
     async def _one(self, texts: list[str], options: dict[str, Any]) -> list[Any]:
-        inputs = [text or EMPTY_INPUT for text in texts]
         try:
             if self._identity.task is Task.generation:
-                request = GenerateRequest(
-                    inputs=inputs, max_new_tokens=int(options.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
-                )
-                return [out.text for out in (await self._engine.generate(request, record=False)).outputs]
-            predicted = await self._engine.predict(PredictRequest(inputs=inputs), record=False)
-            return [p.label for p in predicted.predictions]
-        except ProblemError as exc:
-            if exc.status in TRANSIENT:
-                retry = float((exc.headers or {}).get("Retry-After", 1))
-                raise Transient(exc.detail, retry) from None
-            raise
+                generate = GenerateOptions(max_new_tokens=int(options.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)))
+                return [out.text for out in (await self._engine.generate(texts, generate, record=False)).outputs]
+            return [out.label for out in (await self._engine.classify(texts, record=False)).outputs]
+        except (Busy, Unavailable) as exc:
+            raise Transient(exc.message, exc.retry_after_s or 1) from None
+        except TimedOut as exc:
+            raise Transient(exc.message, 1) from None
 
     async def run(self, texts: Sequence[str], options: dict[str, Any]) -> list[Any]:
         """Outputs in input order. Texts go in sorted by length, so the batcher's batches pad little."""

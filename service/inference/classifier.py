@@ -50,7 +50,8 @@ class Classifier:
         return self._encoder.encode(texts, self._loaded.max_length)
 
     def _forward(self, encoded: Sequence[Encoded]) -> tuple[torch.Tensor, list[list[float]] | None]:
-        input_ids, attention_mask = self._encoder.pad([e.ids for e in encoded])
+        stand_in = [self._loaded.token_ids.stand_in]
+        input_ids, attention_mask = self._encoder.pad([e.ids or stand_in for e in encoded])
         device = self._loaded.device
         with torch.inference_mode():
             logits = self._loaded.model(

@@ -1,4 +1,7 @@
-"""One served model behind ``predict`` and ``generate``: validation, batching, metrics and the prediction log."""
+"""One served model behind ``classify`` and ``generate``: validation, batching, metrics and the prediction log.
+
+Callers pass texts and options and get domain results back; refusals are ``engine_errors``, never HTTP.
+"""
 
 import asyncio
 import itertools
@@ -13,24 +16,16 @@ import torch
 
 from monitors.drift_features import classifier_log_features
 from monitors.inference_metrics import InferenceMetrics
-from service.errors import ProblemError
-from service.inference.batcher import BatcherRejected, Closing, DynamicBatcher, QueueFull, RunTimeout
+from service.inference.batcher import BatcherRejected, DynamicBatcher
 from service.inference.classifier import Classifier, ClassOutput
 from service.inference.encoding import Encoded
+from service.inference.engine_errors import NewTokensOutOfRange, TooManyInputs, WrongTask, refusal
 from service.inference.generator import GenerationParams, Generator, GenOutput
 from service.inference.loader import LoadedModel
+from service.inference.options import DEFAULT_NEW_TOKENS, GenerateOptions
 from service.inference.prediction_log import PredictionLog, PredictionRecord
+from service.inference.results import Classified, Generated, ServedModel
 from service.inference.threads import LaneThreads, default_lanes
-from service.schemas.inference import (
-    DEFAULT_NEW_TOKENS,
-    GenerateRequest,
-    GenerateResponse,
-    Generation,
-    ModelInfo,
-    Prediction,
-    PredictRequest,
-    PredictResponse,
-)
 from service.settings import Settings
 from service.tasks import ModelTask
 
@@ -77,8 +72,8 @@ class InferenceEngine:
     def ready(self) -> bool:
         return self._warmed and not self._closing
 
-    def info(self) -> ModelInfo:
-        return ModelInfo(
+    def info(self) -> ServedModel:
+        return ServedModel(
             name=self.loaded.name,
             version=self.loaded.version,
             task=self.loaded.task.value,
@@ -113,7 +108,7 @@ class InferenceEngine:
             params = GenerationParams(1, 1, False, 1.0, None)
             self._generator(self._generator.encode([WARM_UP_TEXT], params), params)
 
-    def _encode(self, texts: list[str], key: Hashable) -> list[Encoded]:
+    def _encode(self, texts: Sequence[str], key: Hashable) -> list[Encoded]:
         if self._classifier is not None:
             return self._classifier.encode(texts)
         assert self._generator is not None and isinstance(key, tuple)
@@ -126,81 +121,64 @@ class InferenceEngine:
         assert self._generator is not None and isinstance(key, tuple)
         return self._generator(examples, key[0])
 
-    async def predict(self, body: PredictRequest, *, record: bool = True) -> PredictResponse:
-        """``record=False`` is for scoring a blind test set: served predictions are logged (for drift and
-        feedback) and counted; test-set inputs are neither, so they never pass for live traffic."""
+    async def classify(self, texts: Sequence[str], *, record: bool = True) -> Classified:
+        """Labels and probabilities of each text.
+
+        ``record=False`` is for test-set inputs and drift references: served predictions are logged (for
+        drift and feedback) and counted; those inputs are neither, so they never pass for live traffic.
+        """
         if self._classifier is None:
-            raise ProblemError(409, f"model {self.loaded.name} is a {self.loaded.task} model; use /v1/generate")
-        self._check_count(body.inputs)
-        outputs: list[ClassOutput] = await self._submit(body.inputs, None)
+            raise WrongTask(self.loaded.name, self.loaded.task)
+        self._check_count(texts)
+        outputs: list[ClassOutput] = await self._submit(texts, None)
         ids = [str(uuid.uuid4()) for _ in outputs]
-        labels = self.loaded.labels
-        predictions = [
-            Prediction(
-                id=pid,
-                label=out.label,
-                score=out.score,
-                scores=dict(zip(labels, out.probabilities, strict=True)) if body.return_scores else None,
-                truncated=out.truncated,
-            )
-            for pid, out in zip(ids, outputs, strict=True)
-        ]
         if record:
             self._metrics.predicted(out.label for out in outputs)
-            self._log_predictions(body.inputs, ids, outputs)
-        return PredictResponse(model=self.loaded.name, model_version=self.loaded.version, predictions=predictions)
+            self._log_predictions(texts, ids, outputs)
+        return Classified(self.loaded.name, self.loaded.version, self.loaded.labels, ids, outputs)
 
-    async def generate(self, body: GenerateRequest, *, record: bool = True) -> GenerateResponse:
-        """``record`` as for ``predict``."""
+    async def generate(self, texts: Sequence[str], options: GenerateOptions, *, record: bool = True) -> Generated:
+        """A continuation (causal LM) or output text (seq2seq) of each prompt; ``record`` as for ``classify``."""
         if self._generator is None:
-            raise ProblemError(409, f"model {self.loaded.name} is a {self.loaded.task} model; use /v1/predict")
-        self._check_count(body.inputs)
-        max_new_tokens = body.max_new_tokens or min(DEFAULT_NEW_TOKENS, self._settings.max_new_tokens)
-        self._check_new_tokens(max_new_tokens)
-        params = GenerationParams(
-            max_new_tokens, body.num_beams, body.do_sample, body.temperature if body.do_sample else 1.0, body.seed
-        )
-        # Seeded sampling runs alone, so a repeated request draws the same numbers whatever else is queued.
-        nonce = next(self._nonces) if body.do_sample and body.seed is not None else 0
-        outputs: list[GenOutput] = await self._submit(body.inputs, (params, nonce))
+            raise WrongTask(self.loaded.name, self.loaded.task)
+        self._check_count(texts)
+        params = self._params(options)
+        # Seeded sampling runs alone, so a repeated call draws the same numbers whatever else is queued.
+        nonce = next(self._nonces) if options.do_sample and options.seed is not None else 0
+        outputs: list[GenOutput] = await self._submit(texts, (params, nonce))
         ids = [str(uuid.uuid4()) for _ in outputs]
         if record:
             self._metrics.generated(len(outputs), sum(out.tokens for out in outputs))
-            self._log_predictions(body.inputs, ids, outputs)
-        generations = [
-            Generation(id=pid, text=out.text, tokens=out.tokens, truncated=out.truncated)
-            for pid, out in zip(ids, outputs, strict=True)
-        ]
-        return GenerateResponse(model=self.loaded.name, model_version=self.loaded.version, outputs=generations)
-
-    async def classify_unlogged(self, texts: list[str]) -> list[ClassOutput]:
-        """Classifier outputs neither logged nor counted as predictions: features of a drift reference."""
-        if self._classifier is None:
-            raise ProblemError(409, f"model {self.loaded.name} is a {self.loaded.task} model, not a classifier")
-        outputs: list[ClassOutput] = await self._submit(texts, None)
-        return outputs
+            self._log_predictions(texts, ids, outputs)
+        return Generated(self.loaded.name, self.loaded.version, ids, outputs)
 
     def flush_log(self) -> None:
         """Write buffered prediction records now (blocking), so feedback on fresh predictions finds them."""
         self._log.flush()
 
-    def _check_count(self, inputs: list[str]) -> None:
-        if len(inputs) > self._settings.max_inputs:
-            message = f"{len(inputs)} inputs exceed HELDOUT_MAX_INPUTS ({self._settings.max_inputs})"
-            raise ProblemError(422, f"inputs: {message}", errors=[{"field": "inputs", "message": message}])
+    def _check_count(self, texts: Sequence[str]) -> None:
+        if len(texts) > self._settings.max_inputs:
+            raise TooManyInputs(len(texts), self._settings.max_inputs)
 
-    def _check_new_tokens(self, max_new_tokens: int) -> None:
-        message = None
+    def _params(self, options: GenerateOptions) -> GenerationParams:
+        """The options a batch runs with; calls whose params are equal share batches."""
+        max_new_tokens = options.max_new_tokens
+        if max_new_tokens is None:
+            max_new_tokens = min(DEFAULT_NEW_TOKENS, self._settings.max_new_tokens)
+        if max_new_tokens < 1:
+            raise NewTokensOutOfRange("must be at least 1")
         if max_new_tokens > self._settings.max_new_tokens:
-            message = f"{max_new_tokens} exceeds HELDOUT_MAX_NEW_TOKENS ({self._settings.max_new_tokens})"
-        elif self.loaded.task is ModelTask.causal_lm and max_new_tokens >= self.loaded.max_length:
-            message = f"must be below the model's maximum length ({self.loaded.max_length}), which includes the prompt"
-        if message:
-            raise ProblemError(
-                422, f"max_new_tokens: {message}", errors=[{"field": "max_new_tokens", "message": message}]
+            raise NewTokensOutOfRange(
+                f"{max_new_tokens} exceeds HELDOUT_MAX_NEW_TOKENS ({self._settings.max_new_tokens})"
             )
+        if self.loaded.task is ModelTask.causal_lm and max_new_tokens >= self.loaded.max_length:
+            raise NewTokensOutOfRange(
+                f"must be below the model's maximum length ({self.loaded.max_length}), which includes the prompt"
+            )
+        temperature = options.temperature if options.do_sample else 1.0
+        return GenerationParams(max_new_tokens, options.num_beams, options.do_sample, temperature, options.seed)
 
-    async def _submit(self, texts: list[str], key: Hashable) -> list[Any]:
+    async def _submit(self, texts: Sequence[str], key: Hashable) -> list[Any]:
         """Tokenize, then queue for batching. Exact token counts let the batcher group by length.
 
         Tokenizing here takes it off the model's worker thread; large requests go to a thread so the
@@ -215,11 +193,13 @@ class InferenceEngine:
             results = await self._batcher.submit(examples, key, self._settings.request_timeout_s)
         except BatcherRejected as exc:
             self._metrics.rejected(exc.reason)
-            raise _problem(exc) from None
+            raise refusal(exc) from None
         self._metrics.request(time.perf_counter() - start)
         return results
 
-    def _log_predictions(self, texts: list[str], ids: list[str], outputs: Sequence[ClassOutput | GenOutput]) -> None:
+    def _log_predictions(
+        self, texts: Sequence[str], ids: list[str], outputs: Sequence[ClassOutput | GenOutput]
+    ) -> None:
         now = datetime.now(UTC)
         keep_text = self._settings.log_input_text
         records = []
@@ -258,14 +238,3 @@ class InferenceEngine:
 def _seeded_sampling(key: Hashable) -> bool:
     """Seeded sampling seeds torch's one global generator, so no other batch may draw from it meanwhile."""
     return isinstance(key, tuple) and key[1] != 0
-
-
-def _problem(exc: BatcherRejected) -> ProblemError:
-    retry = {"Retry-After": str(exc.retry_after_s)}
-    if isinstance(exc, QueueFull):
-        return ProblemError(429, f"inference queue is full: {exc}", headers=retry)
-    if isinstance(exc, RunTimeout):
-        return ProblemError(504, str(exc))
-    if isinstance(exc, Closing):
-        return ProblemError(503, str(exc), headers=retry)
-    return ProblemError(503, f"inference {exc}", headers=retry)

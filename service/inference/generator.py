@@ -50,8 +50,8 @@ class Generator:
     def __call__(self, encoded: Sequence[Encoded], params: GenerationParams) -> list[GenOutput]:
         """One ``generate`` call over already tokenized prompts (see ``encode``)."""
         ids = self._loaded.token_ids
-        start = [tok for tok in (ids.bos, ids.eos, ids.pad) if tok is not None][:1]
-        input_ids, attention_mask = self._encoder.pad([e.ids or start for e in encoded], self._side)
+        stand_in = [ids.stand_in]
+        input_ids, attention_mask = self._encoder.pad([e.ids or stand_in for e in encoded], self._side)
         options: dict[str, object] = {
             "max_new_tokens": params.max_new_tokens,
             "num_beams": params.num_beams,

@@ -41,6 +41,11 @@ class TokenIds:
     eos: int | None
     bos: int | None
 
+    @property
+    def stand_in(self) -> int:
+        """What an input that tokenizes to nothing is given, so its row has a position to attend to."""
+        return next(tok for tok in (self.bos, self.eos, self.pad) if tok is not None)
+
 
 @dataclass(frozen=True)
 class LoadedModel:

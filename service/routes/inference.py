@@ -1,48 +1,71 @@
-"""Model serving: parse, hand to the inference engine, return."""
+"""Model serving: parse, hand to the inference engine, return; and the HTTP shapes of the engine's answers."""
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Response
 
-from service.auth import Role, require
-from service.errors import ProblemError
-from service.inference.engine import InferenceEngine
-from service.schemas.inference import GenerateRequest, GenerateResponse, ModelInfo, PredictRequest, PredictResponse
+from service.deps import EngineDep, EvaluatorDep, OptionalEngineDep, ReaderDep
+from service.inference.options import GenerateOptions
+from service.inference.results import Classified, Generated
+from service.schemas.inference import (
+    GenerateRequest,
+    GenerateResponse,
+    Generation,
+    ModelInfo,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+)
 from service.schemas.problem import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 SERVING_ERRORS = problem_responses(409, 429, 503, 504)
 
 
-def _engine(request: Request) -> InferenceEngine:
-    engine: InferenceEngine | None = request.app.state.inference
-    if engine is None:
-        raise ProblemError(503, "no model is served: set HELDOUT_MODEL_PATH (or --model)")
-    return engine
+def predict_json(result: Classified, return_scores: bool) -> bytes:
+    """The /v1/predict answer, serialized once: the route and the fast path both send these bytes."""
+    predictions = [
+        Prediction(
+            id=pid,
+            label=out.label,
+            score=out.score,
+            scores=dict(zip(result.labels, out.probabilities, strict=True)) if return_scores else None,
+            truncated=out.truncated,
+        )
+        for pid, out in zip(result.ids, result.outputs, strict=True)
+    ]
+    response = PredictResponse(model=result.model, model_version=result.model_version, predictions=predictions)
+    return response.model_dump_json(exclude_none=True).encode()
 
 
-@router.get("/models", response_model=list[ModelInfo], dependencies=[Depends(require(Role.reader))])
-async def models(request: Request) -> list[ModelInfo]:
-    engine: InferenceEngine | None = request.app.state.inference
-    return [] if engine is None else [engine.info()]
+def generate_options(body: GenerateRequest) -> GenerateOptions:
+    return GenerateOptions(
+        max_new_tokens=body.max_new_tokens,
+        num_beams=body.num_beams,
+        do_sample=body.do_sample,
+        temperature=body.temperature,
+        seed=body.seed,
+    )
 
 
-@router.post(
-    "/predict",
-    response_model=PredictResponse,
-    response_model_exclude_none=True,
-    dependencies=[Depends(require(Role.evaluator))],
-    responses=SERVING_ERRORS,
-)
-async def predict(body: PredictRequest, request: Request) -> Response:
+def generate_response(result: Generated) -> GenerateResponse:
+    outputs = [
+        Generation(id=pid, text=out.text, tokens=out.tokens, truncated=out.truncated)
+        for pid, out in zip(result.ids, result.outputs, strict=True)
+    ]
+    return GenerateResponse(model=result.model, model_version=result.model_version, outputs=outputs)
+
+
+@router.get("/models", response_model=list[ModelInfo])
+async def models(_: ReaderDep, engine: OptionalEngineDep) -> list[ModelInfo]:
+    return [] if engine is None else [ModelInfo.model_validate(engine.info(), from_attributes=True)]
+
+
+@router.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=SERVING_ERRORS)
+async def predict(_: EvaluatorDep, body: PredictRequest, engine: EngineDep) -> Response:
     # Serialized here: returned as a model, FastAPI would validate the response a second time.
-    response = await _engine(request).predict(body)
-    return Response(response.model_dump_json(exclude_none=True), media_type="application/json")
+    payload = predict_json(await engine.classify(body.inputs), body.return_scores)
+    return Response(payload, media_type="application/json")
 
 
-@router.post(
-    "/generate",
-    response_model=GenerateResponse,
-    dependencies=[Depends(require(Role.evaluator))],
-    responses=SERVING_ERRORS,
-)
-async def generate(body: GenerateRequest, request: Request) -> GenerateResponse:
-    return await _engine(request).generate(body)
+@router.post("/generate", response_model=GenerateResponse, responses=SERVING_ERRORS)
+async def generate(_: EvaluatorDep, body: GenerateRequest, engine: EngineDep) -> GenerateResponse:
+    return generate_response(await engine.generate(body.inputs, generate_options(body)))

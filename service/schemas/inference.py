@@ -4,10 +4,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
 
+from service.inference.options import DEFAULT_NEW_TOKENS, MAX_BEAMS
+
+# The engine takes empty texts (an evaluation may hold some); the API asks its clients for at least a character.
 InputText = Annotated[StrictStr, StringConstraints(min_length=1)]
-MAX_BEAMS = 8
-# Lowered to HELDOUT_MAX_NEW_TOKENS where that is smaller, so a request that names no length always fits the cap.
-DEFAULT_NEW_TOKENS = 32
 
 
 class ModelInfo(BaseModel):

@@ -1,0 +1,55 @@
+"""Why the serving engine refuses a call, as domain errors: ``service.errors`` turns them into HTTP answers."""
+
+from service.domain_errors import Busy, Conflict, DomainError, Invalid, TimedOut, Unavailable
+from service.inference.batcher import BatcherRejected, Closing, QueueFull, QueueTimeout, RunTimeout
+from service.tasks import ModelTask
+
+
+class WrongTask(Conflict):
+    """A classifier asked to generate, or a generator asked to classify."""
+
+    def __init__(self, model: str, task: ModelTask) -> None:
+        hint = "/v1/predict" if task.classifies else "/v1/generate"
+        super().__init__(f"model {model} is a {task} model; use {hint}")
+        self.model = model
+        self.task = task
+
+
+class TooManyInputs(Invalid):
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"{count} inputs exceed HELDOUT_MAX_INPUTS ({limit})", field="inputs")
+
+
+class NewTokensOutOfRange(Invalid):
+    """More new tokens than the service allows, or than fit beside the prompt in a causal LM's positions."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="max_new_tokens")
+
+
+class EngineBusy(Busy):
+    """The batcher's queue is full."""
+
+
+class QueueTimedOut(Unavailable):
+    """The request timeout passed while inputs were still queued; they were withdrawn unrun."""
+
+
+class RunTimedOut(TimedOut):
+    """The request timeout passed while the model was computing."""
+
+
+class ShuttingDown(Unavailable):
+    """The engine finishes what it has but takes nothing new."""
+
+
+def refusal(exc: BatcherRejected) -> DomainError:
+    """The engine's words for the batcher's refusal, with its Retry-After estimate where one helps."""
+    if isinstance(exc, QueueFull):
+        return EngineBusy(f"inference queue is full: {exc}", retry_after_s=exc.retry_after_s)
+    if isinstance(exc, RunTimeout):
+        return RunTimedOut(str(exc))
+    if isinstance(exc, Closing):
+        return ShuttingDown(str(exc), retry_after_s=exc.retry_after_s)
+    assert isinstance(exc, QueueTimeout), exc
+    return QueueTimedOut(f"inference {exc}", retry_after_s=exc.retry_after_s)

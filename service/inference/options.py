@@ -1,0 +1,21 @@
+"""What a caller may ask of a generation besides its prompts, and the engine's bounds on it."""
+
+from dataclasses import dataclass
+
+MAX_BEAMS = 8
+# Lowered to HELDOUT_MAX_NEW_TOKENS where that is smaller, so a call that names no length always fits the cap.
+DEFAULT_NEW_TOKENS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateOptions:
+    """Decoding options of one ``generate`` call; the serving API's defaults."""
+
+    max_new_tokens: int | None = None
+    """Tokens to generate at most; None is DEFAULT_NEW_TOKENS, or HELDOUT_MAX_NEW_TOKENS if that is lower."""
+    num_beams: int = 1
+    do_sample: bool = False
+    temperature: float = 1.0
+    """Used only with ``do_sample``."""
+    seed: int | None = None
+    """With ``do_sample``, makes the same call give the same outputs."""
