@@ -130,10 +130,10 @@ def test_engine_refusals_and_bugs_keep_the_one_error_format(
         wrong_task = client.post("/v1/predict", headers=EVALUATOR, json={"inputs": ["a b ="]})
     assert wrong_task.status_code == 409 and "use /v1/generate" in wrong_task.json()["detail"]
 
-    async def broken(self: InferenceEngine, body: Any, *, record: bool = True) -> Any:
+    async def broken(self: InferenceEngine, *args: Any, **kwargs: Any) -> Any:
         raise KeyError("a bug")
 
-    monkeypatch.setattr(InferenceEngine, "predict", broken)
+    monkeypatch.setattr(InferenceEngine, "classify", broken)
     with serve(classifier_dir) as client:
         response = client.post("/v1/predict", headers=EVALUATOR, json={"inputs": ["a"]})
     assert response.status_code == 500
