@@ -361,7 +361,8 @@ def multilabel_statistics(
     return np.hstack([ones, exact, hits, pred_scored, true_scored]).astype(np.float64)
 
 
-def _multilabel_score_fn(metric: str, n_scored: int, average: str, zero_division: float) -> ScoreFn:
+def multilabel_score_fn(metric: str, n_scored: int, average: str, zero_division: float) -> ScoreFn:
+    """Summed ``multilabel_statistics`` rows (m, width) -> the metric's scores (m,)."""
     def score(sums: np.ndarray) -> np.ndarray:
         sums = np.atleast_2d(sums)
         if metric == "accuracy":
@@ -388,7 +389,7 @@ def _multilabel_table(encoded: Encoded, average: str, zero_division: float | str
     distinct, inverse = np.unique(both, axis=0, return_inverse=True)
     multiplicity = np.bincount(inverse.ravel(), weights=counts, minlength=len(distinct)).astype(np.int64)
     half = both.shape[1] // 2
-    score_fn = partial(_multilabel_score_fn, n_scored=len(scored), average=average, zero_division=zd)
+    score_fn = partial(multilabel_score_fn, n_scored=len(scored), average=average, zero_division=zd)
     return _PairedTable(distinct[:, :half], distinct[:, half:], multiplicity, score_fn)
 
 

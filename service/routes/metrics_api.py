@@ -1,17 +1,17 @@
 """Stateless scoring of a caller's own predictions: parse, delegate to ``metrics``, return.
 
 Bodies are length- and text-checked before parsing (``BoundedJSONRoute``); every computation runs
-under the concurrency cap and the deadline (``run_metric``).
+under the concurrency cap and the deadline (``run_metric``), within the operator's limits.
 """
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Request
 
 from metrics.classification import classification_report
 from metrics.generation import generation_report
 from metrics.significance import compare_classification, compare_generation
-from service.auth import Role, require
+from service.deps import EvaluatorDep, SettingsDep
 from service.metrics_limits import run_metric
 from service.request_guard import BoundedJSONRoute
 from service.schemas.jsonable import to_jsonable
@@ -26,103 +26,34 @@ from service.schemas.metrics import (
 )
 from service.settings import Settings
 
-router = APIRouter(
-    prefix="/v1/metrics",
-    tags=["metrics"],
-    dependencies=[Depends(require(Role.evaluator))],
-    route_class=BoundedJSONRoute,
-)
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-@router.post("/classification", response_model=ClassificationResponse)
-async def classification(body: ClassificationRequest, request: Request) -> Any:
-    settings = _settings(request)
-    report = await run_metric(
-        request,
-        classification_report,
-        body.predictions,
-        body.references,
-        average=body.average,
-        labels=body.labels,
-        pos_label=body.pos_label,
-        zero_division=body.zero_division,
-        confidence_level=body.confidence_level,
-        n_resamples=body.n_resamples,
-        seed=body.seed,
-        max_resamples=settings.max_resamples,
-    )
-    return to_jsonable(report)
-
-
-@router.post("/generation", response_model=GenerationResponse)
-async def generation(body: GenerationRequest, request: Request) -> Any:
-    settings = _settings(request)
-    scores = await run_metric(
-        request,
-        generation_report,
-        body.hypotheses,
-        body.references,
-        metrics=body.metrics,
-        tokenize=body.tokenize,
-        lowercase=body.lowercase,
-        chrf_word_order=body.chrf_word_order,
-        sentence_level=body.sentence_level,
-        confidence_level=body.confidence_level,
-        n_resamples=body.n_resamples,
-        seed=body.seed,
-        workers=settings.metric_workers,
-        max_segments=settings.max_segments,
-        max_resamples=settings.max_resamples,
-    )
-    return {"scores": to_jsonable(scores)}
-
+router = APIRouter(prefix="/v1/metrics", tags=["metrics"], route_class=BoundedJSONRoute)
 
 CompareBody = Annotated[GenerationCompareRequest | ClassificationCompareRequest, Body(discriminator="task")]
 
 
+def _limits(settings: Settings, *, text: bool) -> dict[str, Any]:
+    """The operator's bounds, which a request cannot raise: resamples always, segments and workers for text."""
+    limits: dict[str, Any] = {"max_resamples": settings.max_resamples}
+    if text:
+        limits |= {"max_segments": settings.max_segments, "workers": settings.metric_workers}
+    return limits
+
+
+@router.post("/classification", response_model=ClassificationResponse)
+async def classification(_: EvaluatorDep, settings: SettingsDep, body: ClassificationRequest, request: Request) -> Any:
+    report = await run_metric(request, classification_report, **body.arguments(), **_limits(settings, text=False))
+    return to_jsonable(report)
+
+
+@router.post("/generation", response_model=GenerationResponse)
+async def generation(_: EvaluatorDep, settings: SettingsDep, body: GenerationRequest, request: Request) -> Any:
+    scores = await run_metric(request, generation_report, **body.arguments(), **_limits(settings, text=True))
+    return {"scores": to_jsonable(scores)}
+
+
 @router.post("/compare", response_model=CompareResponse)
-async def compare(body: CompareBody, request: Request) -> Any:
-    settings = _settings(request)
-    common: dict[str, Any] = {
-        "metrics": body.metrics,
-        "test": body.test,
-        "n_resamples": body.n_resamples,
-        "seed": body.seed,
-        "confidence_level": body.confidence_level,
-        "max_resamples": settings.max_resamples,
-    }
-    if isinstance(body, GenerationCompareRequest):
-        results = await run_metric(
-            request,
-            lambda: compare_generation(
-                body.references,
-                body.baseline,
-                body.candidate,
-                tokenize=body.tokenize,
-                lowercase=body.lowercase,
-                chrf_word_order=body.chrf_word_order,
-                workers=settings.metric_workers,
-                max_segments=settings.max_segments,
-                **common,
-            ),
-        )
-    else:
-        results = await run_metric(
-            request,
-            lambda: compare_classification(
-                body.references,
-                body.baseline,
-                body.candidate,
-                average=body.average,
-                labels=body.labels,
-                pos_label=body.pos_label,
-                zero_division=body.zero_division,
-                **common,
-            ),
-        )
+async def compare(_: EvaluatorDep, settings: SettingsDep, body: CompareBody, request: Request) -> Any:
+    text = isinstance(body, GenerationCompareRequest)
+    compute = compare_generation if text else compare_classification
+    results = await run_metric(request, compute, **body.arguments(), **_limits(settings, text=text))
     return {"results": to_jsonable(results)}

@@ -1,6 +1,10 @@
-"""Contracts of the stateless metric endpoints: /v1/metrics/classification, /generation, /compare."""
+"""Contracts of the stateless metric endpoints: /v1/metrics/classification, /generation, /compare.
 
-from typing import Literal
+Request fields carry the names of the ``metrics`` function parameters they feed, so ``arguments()``
+hands them over as they are and a route adds only the operator's limits.
+"""
+
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
@@ -10,9 +14,15 @@ Average = Literal["macro", "micro", "weighted", "binary", "samples"]
 ZeroDivision = Literal[0, 1, "nan"]
 
 
-class IntervalRequest(BaseModel):
+class MetricRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    def arguments(self) -> dict[str, Any]:
+        """The fields as the metric function's keyword arguments; shallow, so long label lists are not copied."""
+        return {name: getattr(self, name) for name in type(self).model_fields if name != "task"}
+
+
+class IntervalRequest(MetricRequest):
     confidence_level: float = Field(0.95, gt=0, lt=1)
     n_resamples: int = Field(1000, ge=0, description="Bootstrap resamples; 0 turns intervals off.")
     seed: int | None = Field(0, ge=0, description="Seed for reproducible intervals; null draws a fresh one.")
@@ -114,9 +124,7 @@ class GenerationResponse(BaseModel):
     scores: dict[str, GenerationScore]
 
 
-class PairedRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PairedRequest(MetricRequest):
     test: PairedTestName = "paired_bootstrap"
     n_resamples: int = Field(1000, ge=1)
     seed: int | None = Field(0, ge=0, description="Seed for a reproducible test; null draws a fresh one.")
@@ -133,9 +141,11 @@ class GenerationCompareRequest(PairedRequest, TextOptions):
 
 class ClassificationCompareRequest(PairedRequest):
     task: Literal["classification"]
-    references: list[Label]
-    baseline: list[Label]
-    candidate: list[Label]
+    references: list[LabelOrLabels] = Field(
+        description="One label per example, or a list of labels per example for multilabel."
+    )
+    baseline: list[LabelOrLabels]
+    candidate: list[LabelOrLabels]
     metrics: list[ClassificationMetric] = Field(default_factory=_accuracy_and_f1, min_length=1)
     average: Average | None = "macro"
     labels: list[Label] | None = None
