@@ -16,7 +16,6 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy_tools import (
     CATALOG,
@@ -34,6 +33,7 @@ from tests.deploy_tools import (
     unknown_labels,
 )
 from tests.live_server import free_port, wait_for
+from tests.prometheus_text import sample_names
 
 QUERIES = dashboard_queries()
 QUERY_IDS = [query.id for query in QUERIES]
@@ -271,8 +271,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                 assert time.time() < traffic_end + 30, "no scrape after the traffic"
                 time.sleep(0.25)
             text = httpx.get(f"{base}/metrics", timeout=10).text
-            samples = frozenset(s.name for f in text_string_to_metric_families(text) for s in f.samples)
-            yield Live(prometheus, samples)
+            yield Live(prometheus, sample_names(text))
         finally:
             stop(server)
     finally:

@@ -13,7 +13,6 @@ import pytest
 import sacrebleu
 import torch
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.preprocessing import MultiLabelBinarizer
 from sqlalchemy import func, select
@@ -24,6 +23,7 @@ from service.db.models import PredictionLogEntry
 from tests.conftest import auth
 from tests.fixtures_test_sets import jsonl, uploaded
 from tests.inference_fixtures import CLASSIFIER_LABELS, MULTI_LABELS
+from tests.prometheus_text import sample_value, total
 from tests.tiny_models import COPY_LETTERS, SENTENCES
 
 pytest_plugins = ["tests.fixtures_test_sets", "tests.inference_fixtures"]
@@ -73,22 +73,9 @@ def run(client: TestClient, body: dict[str, Any], seconds: float = 60) -> dict[s
     raise AssertionError("the evaluation did not finish")
 
 
-def sample(text: str, name: str, labels: dict[str, str]) -> float | None:
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return None
-
-
 def served_predictions(text: str) -> float:
     """heldout_predictions_total over all labels (the registry outlives each app in this process)."""
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == "heldout_predictions_total"
-    )
+    return total(text, "heldout_predictions_total")
 
 
 @pytest.fixture
@@ -132,16 +119,16 @@ def test_lifecycle_result_and_series(database_url: str, serve: Callable[..., Any
         text = client.get("/metrics").text
         labels = {"model": result["model"], "model_version": result["model_version"], "test_set": "sentiment"}
         for metric, value in result["metrics"].items():
-            assert sample(text, "heldout_evaluation_score", {**labels, "metric": metric}) == pytest.approx(value)
+            assert sample_value(text, "heldout_evaluation_score", {**labels, "metric": metric}) == pytest.approx(value)
             interval = result["intervals"][metric]
-            assert sample(text, "heldout_evaluation_score_lower", {**labels, "metric": metric}) == pytest.approx(
+            assert sample_value(text, "heldout_evaluation_score_lower", {**labels, "metric": metric}) == pytest.approx(
                 interval["low"]
             )
-            assert sample(text, "heldout_evaluation_score_upper", {**labels, "metric": metric}) == pytest.approx(
+            assert sample_value(text, "heldout_evaluation_score_upper", {**labels, "metric": metric}) == pytest.approx(
                 interval["high"]
             )
-        assert (sample(text, "heldout_evaluations_total", {"status": "succeeded"}) or 0) >= 1
-        assert (sample(text, "heldout_evaluation_duration_seconds_count", {}) or 0) >= 1
+        assert total(text, "heldout_evaluations_total", {"status": "succeeded"}) >= 1
+        assert total(text, "heldout_evaluation_duration_seconds_count") >= 1
         # Scoring the blind set is not live traffic: nothing logged for drift or feedback, nothing counted.
         client.app.state.inference.flush_log()  # type: ignore[attr-defined]
         with client.app.state.db.session() as session:  # type: ignore[attr-defined]

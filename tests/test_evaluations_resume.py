@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 import torch
-from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import accuracy_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -29,6 +28,7 @@ from tests.conftest import auth, env_keys
 from tests.fixtures_test_sets import jsonl
 from tests.inference_fixtures import CLASSIFIER_LABELS
 from tests.live_server import free_port, wait_for
+from tests.prometheus_text import sample_value, total
 from tests.tiny_models import SENTENCES
 
 pytest_plugins = ["tests.fixtures_test_sets", "tests.inference_fixtures"]
@@ -74,14 +74,6 @@ def wait(url: str, evaluation_id: int, until: Any, seconds: float = 120) -> dict
             return body
         time.sleep(0.02)
     raise AssertionError(f"evaluation {evaluation_id} never reached the expected state")
-
-
-def sample(text: str, name: str, labels: dict[str, str]) -> float | None:
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return None
 
 
 def offline(model_dir: Path, texts: list[str]) -> list[str]:
@@ -157,12 +149,12 @@ def test_kill_9_mid_evaluation_resumes_without_loss_or_double_counting(
 
     # What the killed process did is on the new one's /metrics from the start.
     score_labels = {"model": first_result["model"], "test_set": "before", "metric": "accuracy"}
-    assert sample(restored, "heldout_evaluation_score", score_labels) == pytest.approx(
+    assert sample_value(restored, "heldout_evaluation_score", score_labels) == pytest.approx(
         first_result["metrics"]["accuracy"]
     )
-    assert sample(restored, "heldout_evaluation_score_lower", score_labels) == pytest.approx(
+    assert sample_value(restored, "heldout_evaluation_score_lower", score_labels) == pytest.approx(
         first_result["intervals"]["accuracy"]["low"]
     )
-    assert (sample(restored, "heldout_evaluations_total", {"status": "succeeded"}) or 0) >= 1
-    assert sample(restored, "heldout_scoring_submissions_total", {"test_set": "before", "outcome": "scored"}) == 1
-    assert (sample(restored, "heldout_evaluation_duration_seconds_count", {}) or 0) >= 1
+    assert total(restored, "heldout_evaluations_total", {"status": "succeeded"}) >= 1
+    assert total(restored, "heldout_scoring_submissions_total", {"test_set": "before", "outcome": "scored"}) == 1
+    assert total(restored, "heldout_evaluation_duration_seconds_count") >= 1

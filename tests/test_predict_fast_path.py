@@ -11,11 +11,11 @@ from typing import Any
 import fastapi.routing
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from service.inference.engine import InferenceEngine
 from service.middleware import UNMATCHED_ROUTE
 from tests.conftest import auth
+from tests.prometheus_text import samples
 from tests.tiny_models import SENTENCES
 
 pytest_plugins = ["tests.inference_fixtures"]
@@ -160,7 +160,6 @@ def test_fast_predictions_are_logged_and_counted(serve: ServeFactory, classifier
 FRESH_REGISTRY_SCRIPT = """
 import sys
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from service.app import create_app
 from service.inference.batcher import DynamicBatcher, QueueFull
 from service.settings import Settings
@@ -195,10 +194,8 @@ def test_fast_answers_are_counted_under_the_route(tmp_path: Path, classifier_dir
     )
     assert result.returncode == 0, result.stderr[-3000:]
     counts = {
-        (sample.labels["route"], sample.labels["status"]): sample.value
-        for family in text_string_to_metric_families(result.stdout)
-        for sample in family.samples
-        if sample.name == "heldout_http_requests_total"
+        (labels["route"], labels["status"]): value
+        for labels, value in samples(result.stdout, "heldout_http_requests_total")
     }
     assert counts[("/v1/predict", "200")] == 5
     assert counts[("/v1/predict", "429")] == 1

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import sacrebleu
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.preprocessing import MultiLabelBinarizer
 from sqlalchemy import create_engine, insert, select
@@ -18,6 +17,7 @@ from service.app import create_app
 from service.db.models import ScoringSubmission, TestSet
 from service.settings import Settings
 from tests.fixtures_test_sets import jsonl, score, uploaded
+from tests.prometheus_text import total
 
 pytest_plugins = ["tests.fixtures_test_sets"]
 
@@ -32,14 +32,6 @@ def classification_set(n: int, seed: int = 0, labels: list[Any] = LABELS) -> lis
 def sklearn_scores(truth: list[Any], predicted: list[Any], **options: Any) -> dict[str, float]:
     p, r, f, _ = precision_recall_fscore_support(truth, predicted, zero_division=0, **options)
     return {"accuracy": accuracy_score(truth, predicted), "precision": p, "recall": r, "f1": f}
-
-
-def sample(text: str, name: str, labels: dict[str, str]) -> float:
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return s.value
-    return 0.0
 
 
 def test_classification_scores_match_sklearn(db_client: TestClient) -> None:
@@ -192,8 +184,8 @@ def test_submission_counter_and_its_restore_from_the_database(
         score(client, body["id"], good)
         score(client, body["id"], good)
         metrics = client.get("/metrics").text
-        assert sample(metrics, "heldout_scoring_submissions_total", {"test_set": name, "outcome": "scored"}) == 1
-        assert sample(metrics, "heldout_scoring_submissions_total", {"test_set": name, "outcome": "over_budget"}) == 1
+        assert total(metrics, "heldout_scoring_submissions_total", {"test_set": name, "outcome": "scored"}) == 1
+        assert total(metrics, "heldout_scoring_submissions_total", {"test_set": name, "outcome": "over_budget"}) == 1
 
     # Another process scored a set this one never saw: its counts come back from the database at start.
     engine = create_engine(database_url)
@@ -225,5 +217,5 @@ def test_submission_counter_and_its_restore_from_the_database(
     engine.dispose()
     with TestClient(create_app(make_settings(database_url=database_url)), raise_server_exceptions=False) as client:
         metrics = client.get("/metrics").text
-    assert sample(metrics, "heldout_scoring_submissions_total", {"test_set": other, "outcome": "scored"}) == 4
-    assert sample(metrics, "heldout_scoring_submissions_total", {"test_set": other, "outcome": "over_budget"}) == 2
+    assert total(metrics, "heldout_scoring_submissions_total", {"test_set": other, "outcome": "scored"}) == 4
+    assert total(metrics, "heldout_scoring_submissions_total", {"test_set": other, "outcome": "over_budget"}) == 2
