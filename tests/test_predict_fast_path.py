@@ -12,6 +12,7 @@ import fastapi.routing
 import pytest
 from fastapi.testclient import TestClient
 
+from service.inference.batcher import Closing, DynamicBatcher, QueueFull, QueueTimeout, RunTimeout
 from service.inference.engine import InferenceEngine
 from service.middleware import UNMATCHED_ROUTE
 from tests.conftest import auth
@@ -139,6 +140,32 @@ def test_engine_refusals_and_bugs_keep_the_one_error_format(
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert "a bug" not in response.text and "Traceback" not in response.text
+
+
+REFUSALS = [
+    (QueueFull("8 examples are queued", 2), 429),
+    (QueueTimeout("still queued after the 1 s request timeout", 3), 503),
+    (RunTimeout("inference did not finish within the 1 s request timeout"), 504),
+    (Closing("the server is shutting down", 4), 503),
+]
+
+
+@pytest.mark.parametrize(("refused", "status"), REFUSALS, ids=[type(r).__name__ for r, _ in REFUSALS])
+def test_engine_refusals_are_answered_alike_on_both_paths(
+    serve: ServeFactory, classifier_dir: Path, monkeypatch: pytest.MonkeyPatch, refused: Exception, status: int
+) -> None:
+    async def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise refused
+
+    with serve(classifier_dir) as client:
+        monkeypatch.setattr(DynamicBatcher, "submit", refuse)
+        fast = client.post("/v1/predict", headers=EVALUATOR, json={"inputs": ["a"]})
+        slow = client.post("/v1/predict", headers=THROUGH_ROUTE, content=fast.request.content)
+    assert fast.status_code == slow.status_code == status, (fast.text, slow.text)
+    assert fast.content == slow.content
+    assert fast.headers["content-type"] == slow.headers["content-type"] == "application/problem+json"
+    assert fast.headers.get("retry-after") == slow.headers.get("retry-after")
+    assert (fast.headers.get("retry-after") is None) == (status == 504)
 
 
 def test_fast_predictions_are_logged_and_counted(serve: ServeFactory, classifier_dir: Path) -> None:
