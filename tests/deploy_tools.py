@@ -5,6 +5,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -68,8 +69,11 @@ LABEL_REPLACE_DST = re.compile(r'"([a-zA-Z_][a-zA-Z0-9_]*)",\s*"[^"]*",\s*"[^"]*
 
 
 def tool(name: str) -> str:
-    """The path of a command-line tool, or a skip naming the package that provides it."""
-    path = shutil.which(name)
+    """The path of a command-line tool, or a skip naming the package that provides it.
+
+    Console scripts of the dev extras sit beside this interpreter, which need not be on PATH (a virtualenv
+    used without activating it)."""
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if path is None:
         package = {"promtool": "apt-get install prometheus", "prometheus": "apt-get install prometheus"}.get(
             name, f"pip install -e '.[dev]' ({name})"
