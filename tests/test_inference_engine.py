@@ -1,6 +1,5 @@
 """The serving engine below HTTP: texts and options in, domain results and domain errors out."""
 
-import ast
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,7 +23,6 @@ from service.tasks import ModelTask
 from tests.tiny_models import SENTENCES
 
 pytest_plugins = ["tests.inference_fixtures"]
-INFERENCE = Path(__file__).resolve().parents[1] / "service" / "inference"
 
 
 @pytest.fixture
@@ -45,20 +43,6 @@ def engine_for(make_settings: Callable[..., Settings]) -> Callable[..., Any]:
             db.dispose()
 
     return started
-
-
-def test_the_engine_knows_nothing_of_http() -> None:
-    """Only the start-up wiring may touch the web framework; nothing may speak in status codes or schemas."""
-    forbidden = ("fastapi", "starlette", "service.schemas", "service.errors")
-    for path in INFERENCE.glob("*.py"):
-        if path.name == "startup.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            bad = [n for n in names if any(n == f or n.startswith(f"{f}.") for f in forbidden)]
-            assert not bad, f"{path.name} imports {bad}"
 
 
 REFUSALS: list[tuple[BatcherRejected, type[DomainError], int, str, str | None]] = [
