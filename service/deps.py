@@ -31,7 +31,9 @@ async def _optional_engine(request: Request) -> InferenceEngine | None:
     return engine
 
 
-async def _engine(engine: Annotated[InferenceEngine | None, Depends(_optional_engine)]) -> InferenceEngine:
+def served(engine: InferenceEngine | None) -> InferenceEngine:
+    """The served model, or the 503 that says none is. For routes with a body, call it in the handler
+    (with ``OptionalEngineDep``): a dependency raising first would answer before the body's 422."""
     if engine is None:
         raise Unavailable("no model is served: set HELDOUT_MODEL_PATH (or --model)")
     return engine
@@ -39,7 +41,6 @@ async def _engine(engine: Annotated[InferenceEngine | None, Depends(_optional_en
 
 DbDep = Annotated[Database, Depends(_db)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
-EngineDep = Annotated[InferenceEngine, Depends(_engine)]
 OptionalEngineDep = Annotated[InferenceEngine | None, Depends(_optional_engine)]
 ReaderDep = Annotated[Principal, Depends(require(Role.reader))]
 EvaluatorDep = Annotated[Principal, Depends(require(Role.evaluator))]

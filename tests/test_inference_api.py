@@ -260,7 +260,12 @@ def test_long_prompts_are_truncated_not_refused(serve: ServeFactory, copy_lm_dir
 def test_no_model_configured(serve: ServeFactory) -> None:
     with serve(None) as client:
         assert client.get("/v1/models", headers=EVALUATOR).json() == []
-        assert_problem(client.post("/v1/predict", headers=EVALUATOR, json={"inputs": ["a"]}), 503, "HELDOUT_MODEL_PATH")
+        for path in ("/v1/predict", "/v1/generate"):
+            assert_problem(client.post(path, headers=EVALUATOR, json={"inputs": ["a"]}), 503, "HELDOUT_MODEL_PATH")
+        # A body that does not validate is the client's error whatever is served: 422 first, as before #13.
+        assert client.post("/v1/predict", headers=EVALUATOR, json={"inputs": []}).status_code == 422
+        assert client.post("/v1/generate", headers=EVALUATOR, json={"inputs": 3}).status_code == 422
+        assert client.post("/v1/predict", json={"inputs": ["a"]}).status_code == 401
         assert "model" not in client.get("/readyz").json()["checks"]
 
 

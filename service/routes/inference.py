@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Response
 
-from service.deps import EngineDep, EvaluatorDep, OptionalEngineDep, ReaderDep
+from service.deps import EvaluatorDep, OptionalEngineDep, ReaderDep, served
 from service.inference.options import GenerateOptions
 from service.inference.results import Classified, Generated
 from service.schemas.inference import (
@@ -60,12 +60,12 @@ async def models(_: ReaderDep, engine: OptionalEngineDep) -> list[ModelInfo]:
 
 
 @router.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=SERVING_ERRORS)
-async def predict(_: EvaluatorDep, body: PredictRequest, engine: EngineDep) -> Response:
+async def predict(_: EvaluatorDep, body: PredictRequest, engine: OptionalEngineDep) -> Response:
     # Serialized here: returned as a model, FastAPI would validate the response a second time.
-    payload = predict_json(await engine.classify(body.inputs), body.return_scores)
+    payload = predict_json(await served(engine).classify(body.inputs), body.return_scores)
     return Response(payload, media_type="application/json")
 
 
 @router.post("/generate", response_model=GenerateResponse, responses=SERVING_ERRORS)
-async def generate(_: EvaluatorDep, body: GenerateRequest, engine: EngineDep) -> GenerateResponse:
-    return generate_response(await engine.generate(body.inputs, generate_options(body)))
+async def generate(_: EvaluatorDep, body: GenerateRequest, engine: OptionalEngineDep) -> GenerateResponse:
+    return generate_response(await served(engine).generate(body.inputs, generate_options(body)))
