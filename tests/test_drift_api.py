@@ -234,6 +234,15 @@ def test_reference_from_a_test_set_runs_its_inputs_through_the_served_classifier
         assert served_predictions(client) == served_before
 
 
+def test_reference_from_a_test_set_needs_a_classifier(serve: ServeFactory, seq2seq_dir: Path) -> None:
+    records = [{"id": f"r{i}", "text": f"{SENTENCES[i % len(SENTENCES)]} take {i}", "label": "a"} for i in range(60)]
+    with serve(seq2seq_dir, drift_min_rows=50, drift_executor="thread") as client:
+        test_set = uploaded(client, jsonl(records), name="reviews")
+        response = client.post("/v1/drift/reference", headers=EVALUATOR, json={"test_set": test_set["id"]})
+    assert response.status_code == 409, response.text
+    assert "not a classifier" in response.json()["detail"]
+
+
 def served_predictions(client: TestClient) -> float:
     text = client.get("/metrics").text
     return sum(

@@ -27,6 +27,10 @@ class ReferenceNeedsModel(Conflict):
     """A reference from a test set runs its inputs through the served model, and none is served."""
 
 
+class ReferenceNeedsClassifier(Conflict):
+    """Drift features (label, confidence, embedding) come from a classifier; a generator has none."""
+
+
 class ModelNotNamed(Invalid):
     """A reference from traffic needs a model, and none was named or served."""
 

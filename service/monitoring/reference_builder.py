@@ -11,7 +11,7 @@ from monitors.drift_features import FeatureTable
 from service.db.models import DriftReference
 from service.db.session import Database
 from service.inference.engine import InferenceEngine
-from service.monitoring.errors import NoDriftFeatures, ReferenceNeedsModel, TooFewRows
+from service.monitoring.errors import NoDriftFeatures, ReferenceNeedsClassifier, ReferenceNeedsModel, TooFewRows
 from service.monitoring.references import fit_projection, store_reference, table_from_outputs, test_set_inputs
 from service.monitoring.times import as_utc
 from service.monitoring.window import Window, count_rows, read_window
@@ -31,6 +31,8 @@ async def from_test_set(
 ) -> DriftReference:
     if engine is None:
         raise ReferenceNeedsModel("a reference from a test set needs a served model: set HELDOUT_MODEL_PATH")
+    if not engine.loaded.task.classifies:
+        raise ReferenceNeedsClassifier(f"model {engine.loaded.name} is a {engine.loaded.task} model, not a classifier")
 
     def read() -> tuple[str, list[str]]:
         with db.session() as session:
