@@ -24,7 +24,16 @@ class Settings(BaseSettings):
     api_keys: str = Field(
         "", description="Comma-separated ROLE:KEY pairs (roles: admin, evaluator, reader), added to stored keys."
     )
-    model_path: Path | None = Field(None, description="Local save_pretrained directory of the model to serve.")
+    model_path: Path | None = Field(
+        None, description="Local save_pretrained directory of the model to serve, or of a PEFT (LoRA) adapter."
+    )
+    base_model_path: Path | None = Field(
+        None, description="Base model directory of an adapter whose base_model_name_or_path is not a local directory."
+    )
+    merge_adapter: bool = Field(True, description="Merge a LoRA adapter into its base for inference (faster).")
+    chat_template: Path | None = Field(
+        None, description="Jinja chat template file for /v1/chat/completions, overriding the tokenizer's."
+    )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     model_name: str | None = Field(
         None, max_length=200, description="Name the model is served under; default is its directory's name."
