@@ -1,12 +1,29 @@
 """The inference series for one served model, with label values bound once and kept bounded."""
 
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from monitors import instruments
 
 # Past this many classes a label series per class costs more than it tells.
 MAX_LABEL_SERIES = 50
 NO_LABEL = "<none>"
+FINISH_REASONS = ("stop", "length", "abort")
+
+
+class Finished(Protocol):
+    """A finished generation's timing (``time.perf_counter`` values) and outcome."""
+
+    @property
+    def n_tokens(self) -> int: ...
+    @property
+    def tokens(self) -> int: ...
+    @property
+    def finish_reason(self) -> str: ...
+    @property
+    def first_token_at(self) -> float | None: ...
+    @property
+    def last_token_at(self) -> float | None: ...
 
 
 class InferenceMetrics:
@@ -19,6 +36,11 @@ class InferenceMetrics:
         self._batch_size = instruments.inference_batch_size.labels(model)
         self._depth = instruments.inference_queue_depth.labels(model)
         self._tokens = instruments.generated_tokens_total.labels(model)
+        self._first_token = instruments.time_to_first_token_seconds.labels(model)
+        self._per_token = instruments.time_per_output_token_seconds.labels(model)
+        self._prompt_tokens = instruments.prompt_tokens_total.labels(model)
+        finished = instruments.generation_finished_total
+        self._finished = {reason: finished.labels(model, reason) for reason in FINISH_REASONS}
         self._depth.set(0)
 
     def describe(self, version: str, task: str, device: str, dtype: str) -> None:
@@ -54,3 +76,12 @@ class InferenceMetrics:
     def generated(self, count: int, tokens: int) -> None:
         instruments.predictions_total.labels(self._model, "").inc(count)
         self._tokens.inc(tokens)
+
+    def finished(self, submitted: float, out: Finished) -> None:
+        """One served generation: called on the worker thread as its batch ends, aborted rows included."""
+        self._prompt_tokens.inc(out.n_tokens)
+        self._finished[out.finish_reason].inc()
+        if out.first_token_at is not None:
+            self._first_token.observe(out.first_token_at - submitted)
+        if out.first_token_at is not None and out.last_token_at is not None and out.tokens > 1:
+            self._per_token.observe((out.last_token_at - out.first_token_at) / (out.tokens - 1))

@@ -71,6 +71,34 @@ generated_tokens_total = Counter(
     "Tokens generated, end-of-sequence excluded.",
     ["model"],
 )
+# Named after vLLM's series (vllm:time_to_first_token_seconds, ...); from a token per millisecond on a GPU
+# to seconds behind a long queue on a CPU.
+TOKEN_LATENCY_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+)
+time_to_first_token_seconds = Histogram(
+    "heldout_time_to_first_token_seconds",
+    "Time from a served generation request reaching the engine to its first generated token, queueing included.",
+    ["model"],
+    buckets=TOKEN_LATENCY_BUCKETS,
+)
+time_per_output_token_seconds = Histogram(
+    "heldout_time_per_output_token_seconds",
+    "Mean time between a served generation's output tokens after the first, one observation per generation.",
+    ["model"],
+    buckets=TOKEN_LATENCY_BUCKETS,
+)
+prompt_tokens_total = Counter(
+    "heldout_prompt_tokens_total",
+    "Prompt tokens of served generations, after truncation.",
+    ["model"],
+)
+generation_finished_total = Counter(
+    "heldout_generation_finished_total",
+    "Served generations finished, by reason: stop (end of sequence or a stop string), length (max tokens), "
+    "abort (the client left or timed out).",
+    ["model", "reason"],
+)
 inference_rejected_total = Counter(
     "heldout_inference_rejected_total",
     "Inference requests refused or abandoned: queue_full, queue_timeout, run_timeout, shutting_down.",

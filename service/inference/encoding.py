@@ -37,13 +37,19 @@ class TextEncoder:
             self._local.tokenizer = tokenizer
         return tokenizer
 
-    def encode(self, texts: Sequence[str], max_length: int, side: Side = "right") -> list[Encoded]:
-        """Token ids with special tokens, at most ``max_length`` long; ``side`` is the side cut off."""
+    def encode(
+        self, texts: Sequence[str], max_length: int, side: Side = "right", *, special_tokens: bool = True
+    ) -> list[Encoded]:
+        """Token ids, at most ``max_length`` long; ``side`` is the side cut off.
+
+        ``special_tokens=False`` is for text a chat template rendered: it already holds them, as in
+        ``apply_chat_template(tokenize=True)``.
+        """
         tokenizer = self._tokenizer()
         tokenizer.enable_truncation(max_length, direction=side)
         char_limit = max_length * MAX_CHARS_PER_TOKEN
         clipped = [text if len(text) <= char_limit else self._clip(text, char_limit, side) for text in texts]
-        encodings = tokenizer.encode_batch(clipped)
+        encodings = tokenizer.encode_batch(clipped, add_special_tokens=special_tokens)
         return [
             Encoded(encoding.ids, bool(encoding.overflowing) or len(text) > char_limit)
             for encoding, text in zip(encodings, texts, strict=True)
@@ -68,3 +74,6 @@ class TextEncoder:
 
     def decode(self, rows: Sequence[list[int]]) -> list[str]:
         return list(self._tokenizer().decode_batch([list(row) for row in rows], skip_special_tokens=True))
+
+    def decode_one(self, row: list[int]) -> str:
+        return str(self._tokenizer().decode(row, skip_special_tokens=True))

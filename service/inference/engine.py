@@ -1,30 +1,34 @@
-"""One served model behind ``classify`` and ``generate``: validation, batching, metrics and the prediction log.
+"""One served model behind ``classify``, ``generate`` and ``stream``: validation, batching, metrics and the
+prediction log.
 
-Callers pass texts and options and get domain results back; refusals are ``engine_errors``, never HTTP.
+Callers pass texts (or chats) and options and get domain results back; refusals are ``engine_errors``,
+never HTTP.
 """
 
 import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from monitors.drift_features import classifier_log_features
 from monitors.inference_metrics import InferenceMetrics
 from service.inference.batcher import BatcherRejected, DynamicBatcher
+from service.inference.chat import Chat, load_chat_template
 from service.inference.classifier import Classifier, ClassOutput
 from service.inference.encoding import Encoded
 from service.inference.engine_errors import NewTokensOutOfRange, TooManyInputs, WrongTask, refusal
-from service.inference.generator import GenerationParams, Generator, GenOutput
+from service.inference.generator import BatchKey, BeamSearch, Generator, GenOutput
 from service.inference.loader import LoadedModel
 from service.inference.options import DEFAULT_NEW_TOKENS, GenerateOptions
 from service.inference.prediction_log import PredictionLog, PredictionRecord
 from service.inference.results import Classified, Generated, ServedModel
+from service.inference.rows import Delta, Row, RowParams, Sink
 from service.inference.threads import LaneThreads, default_lanes
 from service.settings import Settings
 from service.tasks import ModelTask
@@ -35,6 +39,9 @@ CPU_BATCH_SIZE = 8
 GPU_BATCH_SIZE = 64
 # Requests up to this many characters are tokenized on the event loop (well under a millisecond).
 INLINE_TOKENIZE_CHARS = 16_384
+
+T = TypeVar("T")
+Prompt = str | Chat
 
 
 def default_batch_size(loaded: LoadedModel) -> int:
@@ -54,13 +61,17 @@ class InferenceEngine:
         self._lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"heldout-inference-{i}") for i in range(lanes)]
         self._classifier = Classifier(loaded, settings.multilabel_threshold) if loaded.task.classifies else None
         self._generator = None if loaded.task.classifies else Generator(loaded)
-        self._batcher: DynamicBatcher[Encoded, Any] = DynamicBatcher(
+        tokenizer_dirs = [path for path in (settings.model_path, settings.base_model_path) if path is not None]
+        self._chat = None if loaded.task.classifies else load_chat_template(
+            loaded.name, settings.chat_template, tokenizer_dirs
+        )
+        self._batcher: DynamicBatcher[Encoded | Row, Any] = DynamicBatcher(
             self._run_batch,
             self._lanes,
             max_batch_size=settings.max_batch_size or default_batch_size(loaded),
             max_delay_s=settings.max_batch_delay_ms / 1000,
             max_queue=settings.max_queue,
-            length=lambda example: len(example.ids),
+            length=lambda item: len(item.ids if isinstance(item, Encoded) else item.encoded.ids),
             exclusive=_seeded_sampling,
             observer=self._metrics,
         )
@@ -105,21 +116,19 @@ class InferenceEngine:
             self._classifier(self._classifier.encode([WARM_UP_TEXT]))
         else:
             assert self._generator is not None
-            params = GenerationParams(1, 1, False, 1.0, None)
-            self._generator(self._generator.encode([WARM_UP_TEXT], params), params)
+            encoded = self._generator.encode([WARM_UP_TEXT], 1, [False])
+            self._generator([Row(encoded[0], RowParams(1), record=False)], BatchKey())
 
-    def _encode(self, texts: Sequence[str], key: Hashable) -> list[Encoded]:
-        if self._classifier is not None:
-            return self._classifier.encode(texts)
-        assert self._generator is not None and isinstance(key, tuple)
-        return self._generator.encode(texts, key[0])
-
-    def _run_batch(self, examples: list[Encoded], key: Hashable, lanes: int) -> Sequence[Any]:
+    def _run_batch(self, items: list[Any], key: Hashable, lanes: int) -> Sequence[Any]:
         self._threads.use(lanes)
         if self._classifier is not None:
-            return self._classifier(examples)
-        assert self._generator is not None and isinstance(key, tuple)
-        return self._generator(examples, key[0])
+            return self._classifier(items)
+        assert self._generator is not None and isinstance(key, BatchKey)
+        outputs = self._generator(items, key)
+        for row, out in zip(items, outputs, strict=True):
+            if row.record:
+                self._metrics.finished(row.submitted, out)
+        return outputs
 
     async def classify(self, texts: Sequence[str], *, record: bool = True) -> Classified:
         """Labels and probabilities of each text.
@@ -130,22 +139,76 @@ class InferenceEngine:
         if self._classifier is None:
             raise WrongTask(self.loaded.name, self.loaded.task)
         self._check_count(texts)
-        outputs: list[ClassOutput] = await self._submit(texts, None)
+        classifier = self._classifier
+        examples = await _tokenized(lambda: classifier.encode(texts), sum(map(len, texts)))
+        outputs: list[ClassOutput] = await self._submit(examples, None)
         ids = [str(uuid.uuid4()) for _ in outputs]
         if record:
             self._metrics.predicted(out.label for out in outputs)
             self._log_predictions(texts, ids, outputs)
         return Classified(self.loaded.name, self.loaded.version, self.loaded.labels, ids, outputs)
 
-    async def generate(self, texts: Sequence[str], options: GenerateOptions, *, record: bool = True) -> Generated:
-        """A continuation (causal LM) or output text (seq2seq) of each prompt; ``record`` as for ``classify``."""
-        if self._generator is None:
+    async def generate(self, prompts: Sequence[Prompt], options: GenerateOptions, *, record: bool = True) -> Generated:
+        """A continuation (causal LM) or output text (seq2seq) of each prompt; ``record`` as for ``classify``.
+
+        A ``Chat`` is rendered with the model's chat template first. Should the call be abandoned (its
+        timeout, its caller gone), its rows stop generating at the next step.
+        """
+        texts, rows, key = await self._rows(prompts, options, record, None)
+        try:
+            outputs: list[GenOutput] = await self._submit(rows, key)
+        finally:
+            _cancel(rows)
+        return self._generated(texts, outputs, record)
+
+    async def stream(self, prompts: Sequence[Prompt], options: GenerateOptions) -> AsyncIterator[Delta | Generated]:
+        """Each prompt's text as it is generated (``Delta``), then the whole result, as ``generate`` returns it.
+
+        Refusals are raised before the first delta. Closing the iterator early stops its rows' generation.
+        """
+        loop = asyncio.get_running_loop()
+        deltas: asyncio.Queue[Delta | None] = asyncio.Queue()
+
+        def sink(delta: Delta) -> None:
+            loop.call_soon_threadsafe(deltas.put_nowait, delta)
+
+        texts, rows, key = await self._rows(prompts, options, True, sink)
+        # The worker schedules every delta before the batch's results, so the None marking the end comes last.
+        submitted = asyncio.ensure_future(self._submit(rows, key))
+        submitted.add_done_callback(lambda _: deltas.put_nowait(None))
+        try:
+            while (delta := await deltas.get()) is not None:
+                yield delta
+            outputs: list[GenOutput] = submitted.result()
+        finally:
+            _cancel(rows)
+            submitted.cancel()
+        yield self._generated(texts, outputs, True)
+
+    async def _rows(
+        self, prompts: Sequence[Prompt], options: GenerateOptions, record: bool, sink: Sink | None
+    ) -> tuple[list[str], list[Row], BatchKey]:
+        """Validated, rendered and tokenized prompts, and the key of the batches they may join."""
+        if self._generator is None or self._chat is None:
             raise WrongTask(self.loaded.name, self.loaded.task)
-        self._check_count(texts)
+        self._check_count(prompts)
         params = self._params(options)
-        # Seeded sampling runs alone, so a repeated call draws the same numbers whatever else is queued.
-        nonce = next(self._nonces) if options.do_sample and options.seed is not None else 0
-        outputs: list[GenOutput] = await self._submit(texts, (params, nonce))
+        chat = self._chat
+        texts = [prompt if isinstance(prompt, str) else chat.render(prompt) for prompt in prompts]
+        templated = [not isinstance(prompt, str) for prompt in prompts]
+        generator = self._generator
+        encoded = await _tokenized(
+            lambda: generator.encode(texts, params.max_new_tokens, templated), sum(map(len, texts))
+        )
+        rows = [Row(e, params, index, sink, record) for index, e in enumerate(encoded)]
+        beams = None
+        if options.num_beams > 1:
+            beams = BeamSearch(params.max_new_tokens, options.num_beams, params.do_sample, params.temperature)
+        seeded = options.do_sample and options.seed is not None
+        key = BatchKey(beams, options.seed if seeded else None, next(self._nonces) if seeded else 0)
+        return texts, rows, key
+
+    def _generated(self, texts: Sequence[str], outputs: list[GenOutput], record: bool) -> Generated:
         ids = [str(uuid.uuid4()) for _ in outputs]
         if record:
             self._metrics.generated(len(outputs), sum(out.tokens for out in outputs))
@@ -156,12 +219,12 @@ class InferenceEngine:
         """Write buffered prediction records now (blocking), so feedback on fresh predictions finds them."""
         self._log.flush()
 
-    def _check_count(self, texts: Sequence[str]) -> None:
+    def _check_count(self, texts: Sequence[object]) -> None:
         if len(texts) > self._settings.max_inputs:
             raise TooManyInputs(len(texts), self._settings.max_inputs)
 
-    def _params(self, options: GenerateOptions) -> GenerationParams:
-        """The options a batch runs with; calls whose params are equal share batches."""
+    def _params(self, options: GenerateOptions) -> RowParams:
+        """Each row's options, checked against the service's and the model's bounds."""
         max_new_tokens = options.max_new_tokens
         if max_new_tokens is None:
             max_new_tokens = min(DEFAULT_NEW_TOKENS, self._settings.max_new_tokens)
@@ -176,21 +239,14 @@ class InferenceEngine:
                 f"must be below the model's maximum length ({self.loaded.max_length}), which includes the prompt"
             )
         temperature = options.temperature if options.do_sample else 1.0
-        return GenerationParams(max_new_tokens, options.num_beams, options.do_sample, temperature, options.seed)
+        top_p = options.top_p if options.do_sample else 1.0
+        return RowParams(max_new_tokens, options.do_sample, temperature, top_p, options.stop)
 
-    async def _submit(self, texts: Sequence[str], key: Hashable) -> list[Any]:
-        """Tokenize, then queue for batching. Exact token counts let the batcher group by length.
-
-        Tokenizing here takes it off the model's worker thread; large requests go to a thread so the
-        event loop never stalls on them.
-        """
+    async def _submit(self, items: Sequence[Encoded | Row], key: Hashable) -> list[Any]:
+        """Queue tokenized inputs for batching: exact token counts let the batcher group by length."""
         start = time.perf_counter()
-        if sum(map(len, texts)) <= INLINE_TOKENIZE_CHARS:
-            examples = self._encode(texts, key)
-        else:
-            examples = await asyncio.to_thread(self._encode, texts, key)
         try:
-            results = await self._batcher.submit(examples, key, self._settings.request_timeout_s)
+            results = await self._batcher.submit(items, key, self._settings.request_timeout_s)
         except BatcherRejected as exc:
             self._metrics.rejected(exc.reason)
             raise refusal(exc) from None
@@ -235,6 +291,18 @@ class InferenceEngine:
         self._log.record(records)
 
 
+async def _tokenized(encode: Callable[[], T], chars: int) -> T:
+    """Tokenizing in the request takes it off the model's worker thread; large requests go to a thread so
+    the event loop never stalls on them."""
+    return encode() if chars <= INLINE_TOKENIZE_CHARS else await asyncio.to_thread(encode)
+
+
+def _cancel(rows: Sequence[Row]) -> None:
+    """Rows already finished are unaffected; the others end at their next step."""
+    for row in rows:
+        row.cancelled = True
+
+
 def _seeded_sampling(key: Hashable) -> bool:
     """Seeded sampling seeds torch's one global generator, so no other batch may draw from it meanwhile."""
-    return isinstance(key, tuple) and key[1] != 0
+    return isinstance(key, BatchKey) and key.nonce != 0

@@ -27,6 +27,24 @@ class NewTokensOutOfRange(Invalid):
         super().__init__(message, field="max_new_tokens")
 
 
+class NoChatTemplate(Invalid):
+    """A chat request to a model whose tokenizer has no chat template, with none set by HELDOUT_CHAT_TEMPLATE."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"model {model} has no chat template: use /v1/completions, or set HELDOUT_CHAT_TEMPLATE to a Jinja "
+            "template file",
+            field="messages",
+        )
+
+
+class ChatTemplateFailed(Invalid):
+    """The chat template refused the conversation (roles out of turn, an unknown role, ...)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the model's chat template cannot format these messages: {reason}", field="messages")
+
+
 class EngineBusy(Busy):
     """The batcher's queue is full."""
 

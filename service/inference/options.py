@@ -5,6 +5,7 @@ from dataclasses import dataclass
 MAX_BEAMS = 8
 # Lowered to HELDOUT_MAX_NEW_TOKENS where that is smaller, so a call that names no length always fits the cap.
 DEFAULT_NEW_TOKENS = 32
+MAX_STOPS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,5 +18,9 @@ class GenerateOptions:
     do_sample: bool = False
     temperature: float = 1.0
     """Used only with ``do_sample``."""
+    top_p: float = 1.0
+    """Used only with ``do_sample``: sample from the smallest set of tokens whose probability reaches it."""
     seed: int | None = None
     """With ``do_sample``, makes the same call give the same outputs."""
+    stop: tuple[str, ...] = ()
+    """Generation of a text ends where it first contains one of these; the text excludes it."""
