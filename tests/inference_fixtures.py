@@ -11,7 +11,14 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.tiny_models import CLASSIFIER_LABELS, MULTI_LABELS, build_classifier, build_copy_lm, build_seq2seq
+from tests.tiny_models import (
+    CLASSIFIER_LABELS,
+    MULTI_LABELS,
+    build_classifier,
+    build_copy_lm,
+    build_lora_adapter,
+    build_seq2seq,
+)
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +45,19 @@ def seq2seq_dir(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None
 @pytest.fixture(scope="session")
 def copy_lm_dir(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
     return build_copy_lm(tmp_path_factory.mktemp("models") / "tiny-copy-gpt2")
+
+
+@pytest.fixture(scope="session")
+def lora_lm_dir(tmp_path_factory: pytest.TempPathFactory, copy_lm_dir: Path) -> Path:
+    """A CAUSAL_LM adapter on GPT-2's fused attention projection (a Conv1D) of the copy model."""
+    return build_lora_adapter(copy_lm_dir, tmp_path_factory.mktemp("adapters") / "copy-lora", "CAUSAL_LM", ["c_attn"])
+
+
+@pytest.fixture(scope="session")
+def lora_classifier_dir(tmp_path_factory: pytest.TempPathFactory, classifier_dir: Path) -> Path:
+    """A SEQ_CLS adapter on the classifier's query and value projections, with its own trained head."""
+    path = tmp_path_factory.mktemp("adapters") / "sentiment-lora"
+    return build_lora_adapter(classifier_dir, path, "SEQ_CLS", ["query", "value"], modules_to_save=["classifier"])
 
 
 @pytest.fixture

@@ -155,3 +155,40 @@ def build_copy_lm(path: Path, steps: int = 300) -> Path:
         tokenizer_object=tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>", model_max_length=32
     ).save_pretrained(path)
     return path
+
+
+def build_lora_adapter(
+    base_dir: Path,
+    path: Path,
+    task_type: str,
+    target_modules: list[str],
+    *,
+    modules_to_save: list[str] | None = None,
+    seed: int = 1,
+) -> Path:
+    """A LoRA adapter on a saved tiny model, with large random B weights (and head, if it saves one), so
+    that it changes the outputs: peft's default B is zero, and its random one barely moves a trained model."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+
+    auto = {
+        "SEQ_CLS": AutoModelForSequenceClassification,
+        "CAUSAL_LM": AutoModelForCausalLM,
+        "SEQ_2_SEQ_LM": AutoModelForSeq2SeqLM,
+    }[task_type]
+    base = auto.from_pretrained(base_dir)
+    config = LoraConfig(
+        task_type=task_type,
+        r=4,
+        lora_alpha=8,
+        target_modules=target_modules,
+        modules_to_save=modules_to_save,
+    )
+    torch.manual_seed(seed)
+    model = get_peft_model(base, config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name or "modules_to_save" in name:
+                parameter.add_(torch.randn_like(parameter) * 0.5)
+    model.save_pretrained(path)
+    return path

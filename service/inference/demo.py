@@ -52,7 +52,7 @@ def ensure_demo_model(data_dir: Path, progress: Callable[[str], None] = print) -
 def served_model_path(settings: Settings, progress: Callable[[str], None] = print) -> Path | None:
     """The configured model, checked; else the demo model unless disabled; raises ModelLoadError."""
     if settings.model_path is not None:
-        return inspect_model_dir(settings.model_path).path
+        return inspect_model_dir(settings.model_path, settings.base_model_path).path
     if settings.demo_model:
         return ensure_demo_model(settings.data_dir, progress)
     return None

@@ -1,4 +1,5 @@
-"""Loads a checked model directory onto a device: the task from its architecture, its labels and limits."""
+"""Loads a checked model directory (or a LoRA adapter on its base) onto a device: the task from its
+architecture, its labels and limits."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +18,22 @@ from transformers import (
 )
 from transformers.models.auto import modeling_auto
 
+from service.inference.adapters import apply_adapter, check_adapter_task
 from service.inference.device import dtype_name
-from service.inference.model_dir import ModelFiles, ModelLoadError, weights_sha256
+from service.inference.model_dir import (
+    AdapterFiles,
+    ModelFiles,
+    ModelLoadError,
+    ModelRef,
+    adapter_sha256,
+    combined_sha256,
+    weights_sha256,
+)
 from service.tasks import ModelTask
 
 # Models with relative positions (T5) state no limit of their own; this is where they degrade in practice.
 FALLBACK_MAX_LENGTH = 512
 POSITION_ATTRIBUTES = ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len")
-
-
 
 AUTO_CLASSES: dict[ModelTask, Any] = {
     ModelTask.classification: AutoModelForSequenceClassification,
@@ -60,6 +68,9 @@ class LoadedModel:
     token_ids: TokenIds
     labels: list[str]
     max_length: int
+    base_model: ModelRef | None = None
+    """For an adapter: the base model it was put on."""
+    adapter: ModelRef | None = None
 
     @property
     def dtype_name(self) -> str:
@@ -135,23 +146,50 @@ def _load_weights(path: Path, task: ModelTask, dtype: torch.dtype) -> PreTrained
     return model
 
 
-def load_model(files: ModelFiles, device: torch.device, dtype: torch.dtype, name: str | None = None) -> LoadedModel:
-    """Load weights and tokenizer, in eval mode on ``device``; never reaches a hub."""
+def _versions(files: ModelFiles | AdapterFiles) -> tuple[str, ModelRef | None, ModelRef | None]:
+    """The served version and, for an adapter, its base's and its own."""
+    if isinstance(files, ModelFiles):
+        return weights_sha256(files), None, None
+    base = ModelRef(files.base.path.name, weights_sha256(files.base))
+    adapter = ModelRef(files.path.name, adapter_sha256(files))
+    return combined_sha256(base.version, adapter.version), base, adapter
+
+
+def load_model(
+    files: ModelFiles | AdapterFiles,
+    device: torch.device,
+    dtype: torch.dtype,
+    name: str | None = None,
+    *,
+    merge_adapter: bool = True,
+) -> LoadedModel:
+    """Load weights and tokenizer, in eval mode on ``device``; never reaches a hub.
+
+    An adapter is put on its base (merged into it unless ``merge_adapter`` is off); the task, labels and
+    limits are the base's, and the tokenizer is the adapter directory's when it has one.
+    """
+    base = files.base if isinstance(files, AdapterFiles) else files
     try:
-        config = AutoConfig.from_pretrained(files.path, local_files_only=True)
+        config = AutoConfig.from_pretrained(base.path, local_files_only=True)
     except Exception as exc:
-        raise ModelLoadError(f"{files.path}/config.json: not a usable config ({type(exc).__name__}: {exc})") from exc
+        raise ModelLoadError(f"{base.path}/config.json: not a usable config ({type(exc).__name__}: {exc})") from exc
     try:
         task = detect_task(config)
     except ModelLoadError as exc:
-        raise ModelLoadError(f"{files.path}: {exc}") from None
-    tokenizer = _load_tokenizer(files.path)
+        raise ModelLoadError(f"{base.path}: {exc}") from None
+    if isinstance(files, AdapterFiles):
+        check_adapter_task(files, task)
+    own_tokenizer = isinstance(files, ModelFiles) or files.has_tokenizer
+    tokenizer = _load_tokenizer(files.path if own_tokenizer else base.path)
     # Typed Any: the decorator on PreTrainedModel.to hides its signature from mypy.
-    model: Any = _load_weights(files.path, task, dtype)
+    model: Any = _load_weights(base.path, task, dtype)
+    if isinstance(files, AdapterFiles):
+        model = apply_adapter(model, files, merge_adapter)
     model.to(device).eval()
+    version, base_ref, adapter_ref = _versions(files)
     return LoadedModel(
         name=name or files.path.name,
-        version=weights_sha256(files),
+        version=version,
         task=task,
         device=device,
         dtype=dtype,
@@ -160,4 +198,6 @@ def load_model(files: ModelFiles, device: torch.device, dtype: torch.dtype, name
         token_ids=_token_ids(tokenizer),
         labels=_labels(config) if task.classifies else [],
         max_length=max_length(config, getattr(tokenizer, "model_max_length", None)),
+        base_model=base_ref,
+        adapter=adapter_ref,
     )

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 from service.inference.classifier import ClassOutput
 from service.inference.generator import GenOutput
+from service.inference.model_dir import ModelRef
 
 
 @dataclass(frozen=True, slots=True)
 class ServedModel:
     name: str
     version: str
-    """sha256 over the weight files."""
+    """sha256 over the weight files; for an adapter, over the base's version and the adapter's."""
     task: str
     device: str
     dtype: str
@@ -21,6 +22,9 @@ class ServedModel:
     """Class labels in index order; empty for generators."""
     max_length: int
     """Longest input in tokens; longer inputs are truncated and flagged."""
+    base_model: ModelRef | None = None
+    """For a LoRA adapter: the base model it is put on."""
+    adapter: ModelRef | None = None
 
 
 @dataclass(frozen=True, slots=True)

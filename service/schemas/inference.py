@@ -10,14 +10,21 @@ from service.inference.options import DEFAULT_NEW_TOKENS, MAX_BEAMS
 InputText = Annotated[StrictStr, StringConstraints(min_length=1)]
 
 
+class WeightsInfo(BaseModel):
+    name: str = Field(description="Directory name.")
+    version: str = Field(description="sha256 over its weight files (an adapter's: and its adapter_config.json).")
+
+
 class ModelInfo(BaseModel):
     name: str
-    version: str = Field(description="sha256 over the weight files.")
+    version: str = Field(description="sha256 over the weight files; for an adapter, over its base's and its own.")
     task: str = Field(description="sequence-classification, multi-label-classification, causal-lm or seq2seq-lm.")
     device: str
     dtype: str
     labels: list[str] = Field(description="Class labels in index order; empty for generators.")
     max_length: int = Field(description="Longest input in tokens; longer inputs are truncated and flagged.")
+    base_model: WeightsInfo | None = Field(None, description="For a LoRA adapter: the base model it is put on.")
+    adapter: WeightsInfo | None = Field(None, description="The LoRA adapter served on base_model, if any.")
 
 
 class PredictRequest(BaseModel):
