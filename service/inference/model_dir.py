@@ -162,7 +162,7 @@ def _check_targets(adapter: Path, config: dict[str, Any], base: ModelFiles) -> N
         raise ModelLoadError(unmatched_targets_message(adapter, base.path, targets, modules))
 
 
-def base_model_dir(adapter: Path, config: dict[str, Any], base_model_path: Path | None) -> Path:
+def _base_model_dir(adapter: Path, config: dict[str, Any], base_model_path: Path | None) -> Path:
     """HELDOUT_BASE_MODEL_PATH when set, else the adapter's base_model_name_or_path if it is a local directory."""
     if base_model_path is not None:
         return base_model_path
@@ -193,7 +193,7 @@ def _inspect_adapter(root: Path, base_model_path: Path | None) -> AdapterFiles:
     if weights is None:
         raise ModelLoadError(f"{root}: no adapter weights (expected {' or '.join(ADAPTER_WEIGHTS)})")
     _check_weights(weights[0])
-    base_dir = base_model_dir(root, config, base_model_path)
+    base_dir = _base_model_dir(root, config, base_model_path)
     if (base_dir.expanduser() / ADAPTER_CONFIG).is_file():
         raise ModelLoadError(f"{base_dir}: the base model of adapter {root} is itself an adapter; merge it first")
     try:
