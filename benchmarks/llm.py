@@ -1,0 +1,525 @@
+"""LLM serving benchmark: a small GPT-2 on CPU, heldout's streaming /v1/completions against three references.
+
+* offline static ``generate``: the same requests, sorted by max_tokens and cut into static batches (each
+  batch runs to its longest request), at the best batch size and the better of the model as transformers
+  loads it or with heldout's oneDNN packed linear layers (searched once, before the rounds), in this
+  process. Only the tokens each request asked for count, so the padding a static batch wastes is its own
+  cost;
+* plain FastAPI: a bare ``/v1/completions`` calling ``generate`` once per request and sending the whole text
+  as one event, served by uvicorn as a ``def`` endpoint (FastAPI's thread pool, generates overlap) and as an
+  ``async def`` endpoint (one generate at a time on the event loop);
+* a single forward pass over one prompt: the floor for the time to first token at one client.
+
+heldout runs as ``heldout serve --model <dir>``. Clients are httpx streaming clients (``stream: true``,
+``stream_options.include_usage``), each sending one request at a time from the same fixed list of prompts
+(8–48 tokens) with mixed ``max_tokens`` (8–128), greedy. The model is a randomly initialised GPT-2 built
+here (no download) whose end-of-text embedding row is zero, so its logit is 0 and greedy decoding never ends
+early: every request yields exactly max_tokens, and a shorter answer counts as an error. Throughput is the
+completion tokens of requests finished inside the measured window, per second; TTFT is from sending the
+request to the first event with text. All servers get the offline measurement's torch threads.
+
+This machine's speed drifts within a minute, so, as in benchmarks/serving.py, ratios are taken within each
+round between neighbouring measurements (offline just before and after heldout's top load level, the plain
+servers right after it) and the verdicts use the median over rounds.
+Usage: ``python benchmarks/llm.py [--duration 10] [--rounds 3] [--concurrency 1,8,32]``.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import httpx
+import torch
+import transformers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from service.inference.packed_linear import pack_linears
+
+API_KEY = "benchmark-evaluator-key"
+MODEL_NAME = "bench-gpt2"
+BATCH_SIZES = (8, 16, 32)
+MAX_TOKENS = (8, 128)
+PROMPT_WORDS = (8, 48)
+SEED = 2024
+SYLLABLES = ["ka", "lo", "mi", "tu", "re", "sa", "ne", "po", "di", "fa", "gu", "be", "ch", "an", "or", "el", "is", "um"]
+
+
+def made_up_words() -> list[str]:
+    rng = random.Random(SEED)
+    return ["".join(rng.choices(SYLLABLES, k=rng.randint(1, 3))) for _ in range(600)]
+
+
+def build_model(path: Path, layers: int, width: int) -> Path:
+    """A GPT-2 with random weights and a byte-level BPE tokenizer trained on made-up words."""
+    rng = random.Random(SEED)
+    words = made_up_words()
+    corpus = [" ".join(rng.choices(words, k=12)) for _ in range(2000)]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=2000, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(corpus, trainer)
+    eos = tokenizer.token_to_id("<|endoftext|>")
+    positions = PROMPT_WORDS[1] * 4 + MAX_TOKENS[1]
+    config = GPT2Config(
+        vocab_size=tokenizer.get_vocab_size(),
+        n_embd=width,
+        n_layer=layers,
+        n_head=max(1, width // 64),
+        n_positions=positions,
+        bos_token_id=eos,
+        eos_token_id=eos,
+    )
+    torch.manual_seed(SEED)
+    model = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        model.transformer.wte.weight[eos] = 0  # tied head: the end-of-text logit is 0, never the greedy pick
+    model.save_pretrained(path)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>", model_max_length=positions
+    ).save_pretrained(path)
+    return path
+
+
+@dataclass(frozen=True)
+class Request:
+    prompt: str
+    max_tokens: int
+
+
+def make_requests(count: int) -> list[Request]:
+    rng = random.Random(SEED + 1)
+    words = made_up_words()
+    return [
+        Request(" ".join(rng.choices(words, k=rng.randint(*PROMPT_WORDS))), rng.randint(*MAX_TOKENS))
+        for _ in range(count)
+    ]
+
+
+Loaded = tuple[PreTrainedTokenizerFast, GPT2LMHeadModel]
+
+
+def load_model(model_dir: Path, packed: bool = False) -> Loaded:
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir, padding_side="left")
+    tokenizer.pad_token = tokenizer.eos_token
+    model = GPT2LMHeadModel.from_pretrained(model_dir).eval()
+    if packed and not pack_linears(model):
+        raise RuntimeError("oneDNN packed linear layers are not available here")
+    return tokenizer, model
+
+
+def generate(loaded: Loaded, prompts: list[str], max_tokens: int) -> torch.Tensor:
+    tokenizer, model = loaded
+    with torch.inference_mode():
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True)
+        return model.generate(
+            **encoded, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+
+
+@dataclass
+class Offline:
+    throughput: float
+    batch_size: int
+    packed: bool
+
+    def describe(self) -> str:
+        return f"batch {self.batch_size}, {'packed' if self.packed else 'stock'} linear"
+
+
+def offline_static(models: dict[bool, Loaded], requests: list[Request], size: int, packed: bool) -> Offline:
+    """Completion tokens/s of one pass of static batches of ``size`` over the requests sorted by max_tokens."""
+    ordered = sorted(requests, key=lambda r: (r.max_tokens, len(r.prompt)))
+    batches = [ordered[i : i + size] for i in range(0, len(ordered), size)]
+    generate(models[packed], [r.prompt for r in batches[0]], 2)
+    start = time.perf_counter()
+    for batch in batches:
+        generate(models[packed], [r.prompt for r in batch], max(r.max_tokens for r in batch))
+    return Offline(sum(r.max_tokens for r in requests) / (time.perf_counter() - start), size, packed)
+
+
+def best_offline(models: dict[bool, Loaded], requests: list[Request]) -> Offline:
+    """The best batch size and linear kernel: searched once (a pass of each takes tens of seconds here)."""
+    best = Offline(0.0, 0, False)
+    for packed in (False, True):
+        for size in BATCH_SIZES:
+            found = offline_static(models, requests, size, packed)
+            print(f"  offline {found.describe()}: {found.throughput:.1f} tokens/s", flush=True)
+            best = max(best, found, key=lambda o: o.throughput)
+    return best
+
+
+def single_forward_ms(loaded: Loaded, requests: list[Request], count: int = 40) -> float:
+    """p50 of one prompt's tokenize + forward pass: what the first token costs with nothing else running."""
+    tokenizer, model = loaded
+    timings = []
+    with torch.inference_mode():
+        for request in requests[:count]:
+            start = time.perf_counter()
+            model(**tokenizer(request.prompt, return_tensors="pt"))
+            timings.append((time.perf_counter() - start) * 1000)
+    return statistics.median(timings[1:])
+
+
+@dataclass(frozen=True)
+class Done:
+    start: float
+    first: float
+    end: float
+    tokens: int
+    ok: bool
+
+
+def body(request: Request) -> dict[str, object]:
+    return {
+        "model": MODEL_NAME,
+        "prompt": request.prompt,
+        "max_tokens": request.max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+def events(lines: list[str]) -> Iterator[dict[str, object]]:
+    for line in lines:
+        if line.startswith("data:") and line[5:].strip() != "[DONE]":
+            yield json.loads(line[5:])
+
+
+async def stream_one(client: httpx.AsyncClient, url: str, request: Request) -> Done:
+    """One streaming completion; ok only if it answered 200 and its usage says max_tokens were generated."""
+    start = time.perf_counter()
+    first, tokens, status = 0.0, -1, 0
+    async with client.stream("POST", url, json=body(request)) as response:
+        status = response.status_code
+        async for line in response.aiter_lines():
+            for event in events([line]):
+                choices = event.get("choices") or []
+                if not first and any(choice.get("text") for choice in choices):  # type: ignore[union-attr]
+                    first = time.perf_counter()
+                if event.get("usage"):
+                    tokens = int(event["usage"]["completion_tokens"])  # type: ignore[index]
+    end = time.perf_counter()
+    return Done(start, first or end, end, tokens, status == 200 and tokens == request.max_tokens)
+
+
+async def _client(
+    client: httpx.AsyncClient, url: str, requests: list[Request], offset: int, until: float, done: list[Done]
+) -> None:
+    i = offset
+    while time.perf_counter() < until:
+        done.append(await stream_one(client, url, requests[i % len(requests)]))
+        i += 1
+
+
+@dataclass
+class Load:
+    name: str
+    concurrency: int
+    throughput: float
+    ttft_p50_ms: float
+    ttft_p99_ms: float
+    errors: int
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def _drive(url: str, requests: list[Request], concurrency: int, warmup: float, seconds: float) -> Load:
+    """Throughput counts requests finished inside the measured window; TTFTs are theirs."""
+    done: list[Done] = []
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=300) as client:
+        now = time.perf_counter()
+        warm_until, until = now + warmup, now + warmup + seconds
+        await asyncio.gather(*(_client(client, url, requests, i * 7, until, done) for i in range(concurrency)))
+    window = [d for d in done if warm_until <= d.end <= until]
+    ttft = [(d.first - d.start) * 1000 for d in window if d.ok]
+    tokens = sum(d.tokens for d in window if d.ok)
+    errors = sum(not d.ok for d in window)
+    return Load("", concurrency, tokens / seconds, percentile(ttft, 0.5), percentile(ttft, 0.99), errors)
+
+
+def plain_server(model_dir: Path, port: int, threads: int, blocking: bool) -> None:
+    """The reference: a bare FastAPI endpoint doing one ``generate`` per request, its text sent as one event."""
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+    from pydantic import BaseModel
+
+    torch.set_num_threads(threads)
+    loaded = load_model(model_dir)
+    app = FastAPI()
+
+    class Body(BaseModel):
+        prompt: str
+        max_tokens: int
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    def completions(request: Body) -> StreamingResponse:
+        tokenizer = loaded[0]
+        sequence = generate(loaded, [request.prompt], request.max_tokens)[0]
+        prompt_tokens = len(tokenizer(request.prompt).input_ids)
+        text = tokenizer.decode(sequence[prompt_tokens:], skip_special_tokens=True)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(sequence) - prompt_tokens}
+        chunks = [{"choices": [{"index": 0, "text": text, "finish_reason": "length"}]}, {"choices": [], "usage": usage}]
+        lines = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"]
+        return StreamingResponse(iter(lines), media_type="text/event-stream")
+
+    async def completions_on_loop(request: Body) -> StreamingResponse:
+        return completions(request)
+
+    app.post("/v1/completions")(completions_on_loop if blocking else completions)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/completions"
+
+
+def start(name: str, command: list[str], env: dict[str, str], port: int, ready_path: str) -> Server:
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited: {process.stderr.read().decode() if process.stderr else ''}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=2).status_code == 200:
+                return Server(name, port, process)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"{name} did not become ready")
+
+
+def check_streams(server: Server, request: Request) -> None:
+    """Fail at once, saying what is missing, if the server cannot stream a completion of max_tokens tokens."""
+    response = httpx.post(server.url, json=body(request), headers={"Authorization": f"Bearer {API_KEY}"}, timeout=120)
+    if response.status_code != 200:
+        raise SystemExit(
+            f"{server.name}: POST /v1/completions with stream=true answered {response.status_code}: "
+            f"{response.text[:300]}"
+        )
+    usage = [event["usage"] for event in events(response.text.splitlines()) if event.get("usage")]
+    if usage != [usage[0]] or usage[0]["completion_tokens"] != request.max_tokens:  # type: ignore[index]
+        raise SystemExit(
+            f"{server.name}: expected one usage event with {request.max_tokens} completion tokens, "
+            f"got {usage} in {response.text[:300]!r}"
+        )
+
+
+def measure(server: Server, requests: list[Request], concurrency: int, seconds: float) -> Load:
+    load = asyncio.run(_drive(server.url, requests, concurrency, min(2.0, seconds / 4), seconds))
+    load.name = server.name
+    print(
+        f"  {server.name} c={concurrency}: {load.throughput:.1f} tokens/s, TTFT p50 {load.ttft_p50_ms:.1f} ms, "
+        f"p99 {load.ttft_p99_ms:.1f} ms, errors {load.errors}",
+        flush=True,
+    )
+    return load
+
+
+def median_load(loads: list[Load]) -> Load:
+    return Load(
+        loads[0].name,
+        loads[0].concurrency,
+        statistics.median(load.throughput for load in loads),
+        statistics.median(load.ttft_p50_ms for load in loads),
+        statistics.median(load.ttft_p99_ms for load in loads),
+        sum(load.errors for load in loads),
+    )
+
+
+def cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+def header(threads: int, layers: int, width: int, requests: list[Request]) -> None:
+    build = f"MKL {torch.backends.mkl.is_available()}, oneDNN {torch.backends.mkldnn.is_available()}"
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()}")
+    print(f"torch {torch.__version__} ({build}), {threads} torch threads, transformers {transformers.__version__}")
+    tokens = sorted(r.max_tokens for r in requests)
+    print(
+        f"model: GPT-2, {layers} layers, width {width}, random weights; {len(requests)} requests, max_tokens "
+        f"{tokens[0]}-{tokens[-1]} (median {statistics.median(tokens):.0f})",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per load level and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the table shows medians")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--requests", type=int, default=64, help="distinct requests, cycled through")
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--plain-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--async-def", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plain_server:
+        plain_server(args.model_dir, args.plain_server, args.threads, args.async_def)
+        return
+    torch.set_num_threads(args.threads)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    requests = make_requests(args.requests)
+    header(args.threads, args.layers, args.width, requests)
+
+    with TemporaryDirectory() as scratch:
+        model_dir = build_model(Path(scratch) / MODEL_NAME, args.layers, args.width)
+        models = {packed: load_model(model_dir, packed) for packed in (False, True)}
+        env = {
+            **os.environ,
+            "HELDOUT_DATA_DIR": str(Path(scratch) / "data"),
+            "HELDOUT_API_KEYS": f"evaluator:{API_KEY}",
+            "HELDOUT_TORCH_THREADS": str(args.threads),
+            "HELDOUT_LOG_LEVEL": "warning",
+        }
+        env.pop("HELDOUT_DATABASE_URL", None)
+        servers: list[Server] = []
+        try:
+            port = free_port()
+            command = [sys.executable, "-m", "service.cli", "serve", "--model", str(model_dir), "--port", str(port)]
+            servers.append(start("heldout", command, env, port, "/readyz"))
+            check_streams(servers[0], requests[0])
+            for name, flags in (("plain FastAPI, def", []), ("plain FastAPI, async def", ["--async-def"])):
+                port = free_port()
+                command = [sys.executable, __file__, "--threads", str(args.threads), "--model-dir", str(model_dir)]
+                servers.append(start(name, [*command, *flags, "--plain-server", str(port)], env, port, "/healthz"))
+                check_streams(servers[-1], requests[0])
+            run_rounds(args, servers, models, requests, levels)
+        finally:
+            for server in servers:
+                server.process.terminate()
+                server.process.wait(60)
+
+
+def run_rounds(
+    args: argparse.Namespace,
+    servers: list[Server],
+    models: dict[bool, Loaded],
+    requests: list[Request],
+    levels: list[int],
+) -> None:
+    heldout, plains = servers[0], servers[1:]
+    offline: list[Offline] = []
+    singles: list[float] = []
+    loads: dict[tuple[str, int], list[Load]] = {}
+    ratios: list[tuple[float, float]] = []
+    config = best_offline(models, requests)
+
+    def measured(server: Server, concurrency: int) -> Load:
+        load = measure(server, requests, concurrency, args.duration)
+        loads.setdefault((server.name, concurrency), []).append(load)
+        return load
+
+    for round_ in range(args.rounds):
+        # The machine's speed drifts, so every comparison is made within a round, between neighbours.
+        print(f"round {round_ + 1}/{args.rounds}, load average {os.getloadavg()}", flush=True)
+        singles.append(min(single_forward_ms(models[packed], requests) for packed in (False, True)))
+        print(f"  single forward {singles[-1]:.1f} ms (the faster linear kernel)", flush=True)
+        for concurrency in levels[:-1]:
+            measured(heldout, concurrency)
+        before = offline_static(models, requests, config.batch_size, config.packed)
+        top = measured(heldout, levels[-1])
+        after = offline_static(models, requests, config.batch_size, config.packed)
+        offline.append(replace(before, throughput=(before.throughput + after.throughput) / 2))
+        print(
+            f"  offline {before.describe()}: {before.throughput:.1f} before, {after.throughput:.1f} after", flush=True
+        )
+        fastest_plain = max(measured(server, levels[-1]).throughput for server in plains)
+        ratios.append((top.throughput / offline[-1].throughput, top.throughput / fastest_plain))
+    limit = replace(config, throughput=statistics.median(o.throughput for o in offline))
+    report([median_load(series) for series in loads.values()], limit, statistics.median(singles), ratios)
+
+
+def row(*cells: object) -> None:
+    print("| " + " | ".join(str(cell) for cell in cells) + " |")
+
+
+def report(loads: list[Load], limit: Offline, single_ms: float, ratios: list[tuple[float, float]]) -> None:
+    """Medians over rounds."""
+    print()
+    row("server", "clients", "tokens/s", "vs offline static", "TTFT p50 ms", "TTFT p99 ms", "errors")
+    row(*["---"] * 7)
+    row(f"offline static generate ({limit.describe()})", "-", f"{limit.throughput:.1f}", "1.00", "-", "-", "-")
+    row("single forward over the prompt", 1, "-", "-", f"{single_ms:.1f}", "-", "-")
+    for load in loads:
+        row(
+            load.name,
+            load.concurrency,
+            f"{load.throughput:.1f}",
+            f"{load.throughput / limit.throughput:.2f}",
+            f"{load.ttft_p50_ms:.1f}",
+            f"{load.ttft_p99_ms:.1f}",
+            load.errors,
+        )
+    heldout = [load for load in loads if load.name == "heldout"]
+    top, lone = heldout[-1], heldout[0]
+    vs_offline = statistics.median(ratio for ratio, _ in ratios)
+    vs_plain = statistics.median(ratio for _, ratio in ratios)
+    print(
+        f"\nper round, heldout at {top.concurrency} clients / offline static measured around it: "
+        + ", ".join(f"{ratio:.2f}" for ratio, _ in ratios)
+        + f" (median {vs_offline:.2f}); / the faster plain server measured after it: "
+        + ", ".join(f"{ratio:.2f}" for _, ratio in ratios)
+        + f" (median {vs_plain:.2f})"
+    )
+    print(f"TTFT p50 at {lone.concurrency} client minus a single forward: {lone.ttft_p50_ms - single_ms:.1f} ms")
+    checks = [
+        (
+            f"throughput at {top.concurrency} clients >= 0.8x offline static generate (median of rounds)",
+            vs_offline >= 0.8,
+        ),
+        (">= 3x the faster plain FastAPI server (median of rounds)", vs_plain >= 3),
+        (f"TTFT p50 at {lone.concurrency} client within 10 ms of a single forward", lone.ttft_p50_ms - single_ms <= 10),
+        ("no errors", not any(load.errors for load in loads)),
+    ]
+    for label, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {label}")
+
+
+if __name__ == "__main__":
+    main()
