@@ -175,6 +175,26 @@ def test_a_base_that_is_not_local_needs_heldout_base_model_path(
     assert f"error: {adapter}" in result.stderr and "HELDOUT_BASE_MODEL_PATH" in result.stderr
 
 
+def test_the_app_takes_the_base_path_and_the_merge_setting(
+    serve: ServeFactory, lora_classifier_dir: Path, classifier_dir: Path, tmp_path: Path
+) -> None:
+    """HELDOUT_BASE_MODEL_PATH and HELDOUT_MERGE_ADAPTER reach the served model, not only the loader."""
+    adapter = _with_config(lora_classifier_dir, tmp_path / "hub-lora", base_model_name_or_path="org/not-here")
+    expected = probabilities(
+        peft_model(lora_classifier_dir, classifier_dir, AutoModelForSequenceClassification), classifier_dir, SENTENCES
+    )
+    for merge in (True, False):
+        with serve(adapter, base_model_path=classifier_dir, merge_adapter=merge) as client:
+            engine = client.app.state.inference  # type: ignore[attr-defined]
+            assert any("lora" in type(m).__module__ for m in engine.loaded.model.modules()) is not merge
+            body = {"inputs": SENTENCES, "return_scores": True}
+            response = client.post("/v1/predict", headers=EVALUATOR, json=body)
+        assert response.status_code == 200, response.text
+        for prediction, row in zip(response.json()["predictions"], expected, strict=True):
+            got = [prediction["scores"][label] for label in CLASSIFIER_LABELS]
+            assert got == pytest.approx(row.tolist(), abs=1e-5), merge
+
+
 def test_target_modules_the_base_lacks_are_named(
     lora_classifier_dir: Path, classifier_dir: Path, seq2seq_dir: Path, tmp_path: Path
 ) -> None:
@@ -220,7 +240,6 @@ def test_model_info_reports_base_and_adapter(lora_classifier_dir: Path) -> None:
     assert info["adapter"] == {"name": "sentiment-lora", "version": loaded.adapter.version}  # type: ignore[union-attr]
 
 
-@pytest.mark.xfail(strict=True, reason="InferenceEngine.info() does not yet pass base_model and adapter (engine.py)")
 def test_v1_models_reports_base_and_adapter(serve: ServeFactory, lora_classifier_dir: Path) -> None:
     with serve(lora_classifier_dir) as client:
         body = client.get("/v1/models", headers=auth("reader")).json()

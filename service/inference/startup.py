@@ -24,12 +24,14 @@ log = logging.getLogger("heldout.inference")
 def build_engine(settings: Settings, db: Database) -> InferenceEngine:
     """Check, load and place the configured model; raises ModelLoadError naming what is wrong."""
     assert settings.model_path is not None
-    files = inspect_model_dir(settings.model_path)
+    files = inspect_model_dir(settings.model_path, settings.base_model_path)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     disable_progress_bar()  # per-load tqdm bars only clutter server logs
     device = resolve_device(settings.device)
-    loaded = load_model(files, device, resolve_dtype(settings.dtype, device), settings.model_name)
+    loaded = load_model(
+        files, device, resolve_dtype(settings.dtype, device), settings.model_name, merge_adapter=settings.merge_adapter
+    )
     packed = pack_linears(loaded.model) if settings.packed_linear and device.type == "cpu" else 0
     log.info(
         "serving %s (%s, version %s) on %s as %s, %d linear layers packed for oneDNN",
