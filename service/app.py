@@ -20,7 +20,7 @@ from service.monitoring.startup import start_monitoring, stop_monitoring
 from service.openapi import install_problem_docs
 from service.predict_fast_path import PredictFastPath
 from service.readiness import Readiness, database_check
-from service.routes import drift, evaluations, feedback, health, inference, metrics_api, test_sets
+from service.routes import drift, evaluations, feedback, health, inference, metrics_api, openai, test_sets
 from service.settings import Settings
 from service.test_sets.demo import register_demo_test_set
 from service.test_sets.staging import sweep_stale
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_api.router)
     app.include_router(inference.router)
+    app.include_router(openai.router)
     app.include_router(test_sets.router)
     app.include_router(evaluations.router)
     app.include_router(feedback.router)

@@ -1,6 +1,8 @@
 """The one error format: RFC 9457 ``application/problem+json`` for every 4xx and 5xx.
 
-Handlers here are the only place errors become responses, so no stack trace can reach a client.
+Handlers here are the only place errors become responses, so no stack trace can reach a client. Every
+problem also carries OpenAI's ``error`` member (``message``, ``type``, ``code``, ``param``), so OpenAI SDKs
+and tools built on them (lm-eval, LangChain) show the detail instead of a bare status.
 """
 
 import logging
@@ -32,6 +34,21 @@ TITLES = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
+
+# OpenAI's error types; statuses it has no word for answer by their class.
+OPENAI_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error(status: int, detail: str, errors: list[dict[str, Any]] | None) -> dict[str, Any]:
+    kind = OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    code = TITLES.get(status, "error").lower().replace(" ", "_")
+    return {"message": detail, "type": kind, "code": code, "param": errors[0]["field"] if errors else None}
 
 
 class ProblemError(Exception):
@@ -67,6 +84,7 @@ def problem_response(
     }
     if errors:
         body["errors"] = errors
+    body["error"] = openai_error(status, detail, errors)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -51,6 +51,12 @@ REQUIRED_SERIES = {
     "drift share and per-column scores": {"heldout_drift_share", "heldout_drift_score"},
     "age of the last drift check": {"heldout_drift_check_timestamp_seconds"},
     "model info": {"heldout_model_info"},
+    "generation latency, tokens and finish reasons": {
+        "heldout_time_to_first_token_seconds_bucket",
+        "heldout_time_per_output_token_seconds_bucket",
+        "heldout_prompt_tokens_total",
+        "heldout_generation_finished_total",
+    },
 }
 VARIABLE_FILTERS = {"model": 'model=~"$model"', "test_set": 'test_set=~"$test_set"'}
 EVALUATOR_KEY = "dashboard-test-evaluator-key"
@@ -135,14 +141,11 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.communicate()
 
 
-def start_heldout(tmp: Path, port: int) -> subprocess.Popen[str]:
-    """`heldout serve` as the image runs it, with a tiny real classifier mounted as the model."""
-    from tests.tiny_models import build_classifier
-
-    model = build_classifier(tmp / "tiny-sentiment", LABELS)
+def start_heldout(tmp: Path, port: int, model: Path) -> subprocess.Popen[str]:
+    """`heldout serve` as the image runs it, with a tiny real model mounted."""
     env = {
         **os.environ,
-        "HELDOUT_DATA_DIR": str(tmp / "data"),
+        "HELDOUT_DATA_DIR": str(tmp / f"data-{model.name}"),
         "HELDOUT_MODEL_PATH": str(model),
         "HELDOUT_DEMO_MODEL": "false",
         "HELDOUT_API_KEYS": f"evaluator:{EVALUATOR_KEY},admin:{ADMIN_KEY}",
@@ -157,13 +160,13 @@ def start_heldout(tmp: Path, port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def start_prometheus(tmp: Path, port: int, target: str) -> subprocess.Popen[str]:
+def start_prometheus(tmp: Path, port: int, targets: list[str]) -> subprocess.Popen[str]:
     config = tmp / "prometheus.yml"
     config.write_text(
         yaml.safe_dump(
             {
                 "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-                "scrape_configs": [{"job_name": "heldout", "static_configs": [{"targets": [target]}]}],
+                "scrape_configs": [{"job_name": "heldout", "static_configs": [{"targets": targets}]}],
             }
         )
     )
@@ -223,13 +226,17 @@ def exercise_monitoring(client: httpx.Client) -> None:
     wait_done(client, f"/v1/drift/checks/{check.json()['id']}")
 
 
-def send_traffic(base: str) -> None:
-    """Waves more than a scrape apart, so every counter and histogram has a rate: successes, 4xx, inference;
-    then the monitoring paths once."""
+def send_traffic(base: str, generator: str) -> None:
+    """Waves more than a scrape apart, so every counter and histogram has a rate: successes, 4xx, inference
+    (a completion, whole and streamed, on the generator); then the monitoring paths once."""
     auth = {"Authorization": f"Bearer {EVALUATOR_KEY}"}
     texts = ["the film is a delight from start to finish", "a dull and lifeless script sinks the cast"]
-    with httpx.Client(base_url=base, timeout=60) as client:
+    completion = {"model": "tiny-copy-gpt2", "prompt": "a b c d =", "max_tokens": 6, "temperature": 0}
+    with httpx.Client(base_url=base, timeout=60) as client, httpx.Client(base_url=generator, timeout=60) as gen:
         for _ in range(TRAFFIC_WAVES):
+            assert gen.post("/v1/completions", headers=auth, json=completion).status_code == 200
+            streamed = gen.post("/v1/completions", headers=auth, json={**completion, "stream": True})
+            assert streamed.text.endswith("data: [DONE]\n\n"), streamed.text
             client.get("/healthz")
             client.post("/v1/predict", headers=auth, json={"inputs": texts})
             client.post("/v1/metrics/classification", headers=auth, json={"predictions": [0, 1], "references": [0, 0]})
@@ -251,31 +258,39 @@ def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """Prometheus scraping heldout every second, after traffic and one scrape past its end."""
+    from tests.tiny_models import build_classifier, build_copy_lm
+
     tool("prometheus")
     tmp = tmp_path_factory.mktemp("live")
-    heldout_port, prometheus_port = free_port(), free_port()
+    heldout_port, generator_port, prometheus_port = free_port(), free_port(), free_port()
     base, prometheus = f"http://127.0.0.1:{heldout_port}", f"http://127.0.0.1:{prometheus_port}"
-    heldout = start_heldout(tmp, heldout_port)
+    generator = f"http://127.0.0.1:{generator_port}"
+    heldout = start_heldout(tmp, heldout_port, build_classifier(tmp / "tiny-sentiment", LABELS))
+    # A second replica serves a generator, for the generation series.
+    generating = start_heldout(tmp, generator_port, build_copy_lm(tmp / "tiny-copy-gpt2"))
     try:
         wait_for(f"{base}/readyz", heldout, STARTUP_S)
-        server = start_prometheus(tmp, prometheus_port, f"127.0.0.1:{heldout_port}")
+        wait_for(f"{generator}/readyz", generating, STARTUP_S)
+        targets = [f"127.0.0.1:{heldout_port}", f"127.0.0.1:{generator_port}"]
+        server = start_prometheus(tmp, prometheus_port, targets)
         try:
             wait_for(f"{prometheus}/-/ready", server, 30)
             deadline = time.monotonic() + 30
-            while not query(prometheus, 'up{job="heldout"} == 1'):
+            while len(query(prometheus, 'up{job="heldout"} == 1')) < len(targets):
                 assert time.monotonic() < deadline, "Prometheus never scraped heldout"
                 time.sleep(0.25)
-            send_traffic(base)
+            send_traffic(base, generator)
             traffic_end = time.time()
             while not query(prometheus, f'timestamp(up{{job="heldout"}}) > {traffic_end}'):
                 assert time.time() < traffic_end + 30, "no scrape after the traffic"
                 time.sleep(0.25)
-            text = httpx.get(f"{base}/metrics", timeout=10).text
-            yield Live(prometheus, sample_names(text))
+            texts = [httpx.get(f"{url}/metrics", timeout=10).text for url in (base, generator)]
+            yield Live(prometheus, sample_names(texts[0]) | sample_names(texts[1]))
         finally:
             stop(server)
     finally:
         stop(heldout)
+        stop(generating)
 
 
 @pytest.mark.timeout(300)

@@ -102,7 +102,7 @@ def test_lifecycle_result_and_series(database_url: str, serve: Callable[..., Any
         assert result["progress"] == {"done": 60, "total": 60}
         assert result["test_set"] == {k: test_set[k] for k in ("id", "name", "version", "sha256")}
         assert result["test_set_sha256"] == test_set["sha256"]
-        model = client.get("/v1/models", headers=auth("reader")).json()[0]
+        model = client.get("/v1/models", headers=auth("reader")).json()["data"][0]
         assert result["model_version"] == model["version"]
         expected = sklearn_scores(
             [r["label"] for r in rows], offline_labels(classifier_dir, [r["text"] for r in rows]), test_set["labels"]

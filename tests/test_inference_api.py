@@ -47,7 +47,10 @@ def test_models_lists_the_served_model(serve: ServeFactory, classifier_dir: Path
     with serve(classifier_dir) as client:
         response = client.get("/v1/models", headers=auth("reader"))
     assert response.status_code == 200
-    (info,) = response.json()
+    assert response.json()["object"] == "list"
+    (info,) = response.json()["data"]
+    assert (info["id"], info["object"], info["owned_by"]) == ("tiny-sentiment", "model", "heldout")
+    assert abs(info["created"] - time.time()) < 600
     assert info["name"] == "tiny-sentiment"
     assert info["task"] == "sequence-classification"
     assert (info["device"], info["dtype"], info["labels"], info["max_length"]) == (
@@ -259,7 +262,7 @@ def test_long_prompts_are_truncated_not_refused(serve: ServeFactory, copy_lm_dir
 
 def test_no_model_configured(serve: ServeFactory) -> None:
     with serve(None) as client:
-        assert client.get("/v1/models", headers=EVALUATOR).json() == []
+        assert client.get("/v1/models", headers=EVALUATOR).json() == {"object": "list", "data": []}
         for path in ("/v1/predict", "/v1/generate"):
             assert_problem(client.post(path, headers=EVALUATOR, json={"inputs": ["a"]}), 503, "HELDOUT_MODEL_PATH")
         # A body that does not validate is the client's error whatever is served: 422 first, as before #13.

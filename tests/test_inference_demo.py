@@ -76,7 +76,7 @@ def test_served_demo_predictions_equal_the_direct_forward(serve: ServeFactory, s
     with torch.no_grad():
         expected = [torch.softmax(model(**tokenizer(text, return_tensors="pt")).logits[0], -1) for text in texts]
     with serve(small_demo) as client:
-        info = client.get("/v1/models", headers=auth("reader")).json()[0]
+        info = client.get("/v1/models", headers=auth("reader")).json()["data"][0]
         response = client.post("/v1/predict", headers=auth("evaluator"), json={"inputs": texts, "return_scores": True})
     assert info["labels"] == list(LABELS) and info["max_length"] == 512
     assert response.status_code == 200, response.text

@@ -35,6 +35,17 @@ def served_identity(engine: InferenceEngine | None) -> job_store.ModelIdentity |
     return job_store.ModelIdentity(loaded.name, loaded.version, loaded.task.task, loaded.task.multilabel)
 
 
+def chat_options(engine: InferenceEngine | None, chat: bool, system: str | None) -> dict[str, Any]:
+    """A chat evaluation sends each input as the served model gets it on /v1/chat/completions."""
+    if system is not None and not chat:
+        raise Invalid("applies with chat only", field="system")
+    if not chat:
+        return {}
+    if engine is None or not engine.chats:
+        raise Invalid("the served model has no chat template (set HELDOUT_CHAT_TEMPLATE)", field="chat")
+    return {"chat": True, "system": system} if system is not None else {"chat": True}
+
+
 def create(
     db: Database,
     settings: Settings,
@@ -45,6 +56,8 @@ def create(
     extra_metrics: list[str],
     max_new_tokens: int | None,
     created_by: str,
+    chat: bool = False,
+    system: str | None = None,
 ) -> Evaluation:
     model = served_identity(engine)
     if model is None:
@@ -66,8 +79,11 @@ def create(
         if tokens > settings.max_new_tokens:
             raise Invalid(f"exceeds HELDOUT_MAX_NEW_TOKENS ({settings.max_new_tokens})", field="max_new_tokens")
         options["max_new_tokens"] = tokens
+        options |= chat_options(engine, chat, system)
     elif max_new_tokens is not None:
         raise Invalid("applies to generation models only", field="max_new_tokens")
+    elif chat:
+        raise Invalid("applies to generation models only", field="chat")
     return job_store.create(
         db,
         row,

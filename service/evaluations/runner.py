@@ -12,11 +12,18 @@ from typing import Any, Protocol
 
 from service.domain_errors import Busy, TimedOut, Unavailable
 from service.evaluations.job_store import ModelIdentity
-from service.inference.engine import InferenceEngine
+from service.inference.chat import Chat, ChatMessage
+from service.inference.engine import InferenceEngine, Prompt
 from service.inference.options import GenerateOptions
 from service.tasks import Task
 
 DEFAULT_MAX_NEW_TOKENS = 64
+
+
+def chats(texts: Sequence[str], system: str | None) -> list[Prompt]:
+    """Each input as a user message, after the job's system message if it has one."""
+    head = (ChatMessage("system", system),) if system is not None else ()
+    return [Chat((*head, ChatMessage("user", text))) for text in texts]
 
 
 class Transient(Exception):
@@ -49,7 +56,8 @@ class EngineRunner:
         try:
             if self._identity.task is Task.generation:
                 generate = GenerateOptions(max_new_tokens=int(options.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)))
-                return [out.text for out in (await self._engine.generate(texts, generate, record=False)).outputs]
+                prompts = chats(texts, options.get("system")) if options.get("chat") else texts
+                return [out.text for out in (await self._engine.generate(prompts, generate, record=False)).outputs]
             return [out.label for out in (await self._engine.classify(texts, record=False)).outputs]
         except (Busy, Unavailable) as exc:
             raise Transient(exc.message, exc.retry_after_s or 1) from None

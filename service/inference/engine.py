@@ -9,7 +9,7 @@ import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncGenerator, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -19,7 +19,7 @@ import torch
 from monitors.drift_features import classifier_log_features
 from monitors.inference_metrics import InferenceMetrics
 from service.inference.batcher import BatcherRejected, DynamicBatcher
-from service.inference.chat import Chat, load_chat_template
+from service.inference.chat import Chat, ChatTemplate, load_chat_template
 from service.inference.classifier import Classifier, ClassOutput
 from service.inference.encoding import Encoded
 from service.inference.engine_errors import NewTokensOutOfRange, TooManyInputs, WrongTask, refusal
@@ -78,6 +78,13 @@ class InferenceEngine:
         self._nonces = itertools.count(1)
         self._warmed = False
         self._closing = False
+        self.started_at = 0
+        """Unix seconds when the engine began to serve: OpenAI's ``created`` of the model."""
+
+    @property
+    def chats(self) -> bool:
+        """Whether the model has a chat template (its tokenizer's or HELDOUT_CHAT_TEMPLATE's)."""
+        return isinstance(self._chat, ChatTemplate)
 
     @property
     def ready(self) -> bool:
@@ -92,6 +99,8 @@ class InferenceEngine:
             dtype=self.loaded.dtype_name,
             labels=self.loaded.labels,
             max_length=self.loaded.max_length,
+            base_model=self.loaded.base_model,
+            adapter=self.loaded.adapter,
         )
 
     async def start(self) -> None:
@@ -101,6 +110,7 @@ class InferenceEngine:
         self._batcher.start()
         info = self.info()
         self._metrics.describe(info.version, info.task, info.device, info.dtype)
+        self.started_at = int(time.time())
         self._warmed = True
 
     async def aclose(self) -> None:
@@ -161,7 +171,9 @@ class InferenceEngine:
             _cancel(rows)
         return self._generated(texts, outputs, record)
 
-    async def stream(self, prompts: Sequence[Prompt], options: GenerateOptions) -> AsyncIterator[Delta | Generated]:
+    async def stream(
+        self, prompts: Sequence[Prompt], options: GenerateOptions
+    ) -> AsyncGenerator[Delta | Generated, None]:
         """Each prompt's text as it is generated (``Delta``), then the whole result, as ``generate`` returns it.
 
         Refusals are raised before the first delta. Closing the iterator early stops its rows' generation.

@@ -1,6 +1,6 @@
 """Why the serving engine refuses a call, as domain errors: ``service.errors`` turns them into HTTP answers."""
 
-from service.domain_errors import Busy, Conflict, DomainError, Invalid, TimedOut, Unavailable
+from service.domain_errors import Busy, Conflict, DomainError, Invalid, NotFound, TimedOut, Unavailable
 from service.inference.batcher import BatcherRejected, Closing, QueueFull, QueueTimeout, RunTimeout
 from service.tasks import ModelTask
 
@@ -13,6 +13,13 @@ class WrongTask(Conflict):
         super().__init__(f"model {model} is a {task} model; use {hint}")
         self.model = model
         self.task = task
+
+
+class ModelNotServed(NotFound):
+    """A request names another model than the one served."""
+
+    def __init__(self, asked: str, served: str) -> None:
+        super().__init__(f"model {asked!r} is not served; this server serves {served!r} (GET /v1/models)")
 
 
 class TooManyInputs(Invalid):

@@ -58,6 +58,8 @@ async def create(
             metrics=body.metrics,
             extra_metrics=body.extra_metrics,
             max_new_tokens=body.max_new_tokens,
+            chat=body.chat,
+            system=body.system,
             created_by=principal.key_id,
         )
     )

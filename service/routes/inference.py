@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Response
 
 from service.deps import EvaluatorDep, OptionalEngineDep, ReaderDep, served
+from service.inference.engine import InferenceEngine
 from service.inference.options import GenerateOptions
 from service.inference.results import Classified, Generated
 from service.schemas.inference import (
@@ -14,6 +15,7 @@ from service.schemas.inference import (
     PredictRequest,
     PredictResponse,
 )
+from service.schemas.openai import ModelCard, ModelList
 from service.schemas.problem import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["inference"])
@@ -54,9 +56,17 @@ def generate_response(result: Generated) -> GenerateResponse:
     return GenerateResponse(model=result.model, model_version=result.model_version, outputs=outputs)
 
 
-@router.get("/models", response_model=list[ModelInfo])
-async def models(_: ReaderDep, engine: OptionalEngineDep) -> list[ModelInfo]:
-    return [] if engine is None else [ModelInfo.model_validate(engine.info(), from_attributes=True)]
+def model_list(engine: InferenceEngine | None) -> ModelList:
+    """OpenAI's list envelope, so ``client.models.list()`` works; each entry also keeps heldout's fields."""
+    if engine is None:
+        return ModelList(data=[])
+    info = ModelInfo.model_validate(engine.info(), from_attributes=True)
+    return ModelList(data=[ModelCard(**info.model_dump(), id=info.name, created=engine.started_at)])
+
+
+@router.get("/models", response_model=ModelList)
+async def models(_: ReaderDep, engine: OptionalEngineDep) -> ModelList:
+    return model_list(engine)
 
 
 @router.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=SERVING_ERRORS)

@@ -28,6 +28,14 @@ class EvaluationRequest(BaseModel):
     max_new_tokens: int | None = Field(
         None, ge=1, le=MAX_ID, description="Generation models: tokens to generate per input."
     )
+    chat: bool = Field(
+        False,
+        description="Generation models: send each input as a user message through the model's chat template, "
+        "as /v1/chat/completions serves it.",
+    )
+    system: str | None = Field(
+        None, min_length=1, max_length=100_000, description="With chat: a system message before each input."
+    )
 
 
 class EvaluationCreated(BaseModel):

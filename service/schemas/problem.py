@@ -3,7 +3,7 @@ routes declare only their own extra statuses (404, 409, 429, ...) with ``problem
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from service.errors import TITLES
 
@@ -13,12 +13,22 @@ class FieldError(BaseModel):
     message: str
 
 
+class OpenAIError(BaseModel):
+    """The same refusal in OpenAI's error shape, for OpenAI SDKs."""
+
+    message: str = Field(description="The problem's detail.")
+    type: str = Field(description="invalid_request_error, authentication_error, not_found_error, ...")
+    code: str = Field(description="The status title in snake case: unprocessable_content, too_many_requests, ...")
+    param: str | None = Field(description="The first field at fault, if any.")
+
+
 class Problem(BaseModel):
     type: str
     title: str
     status: int
     detail: str
     errors: list[FieldError] | None = None
+    error: OpenAIError
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -1,0 +1,199 @@
+"""OpenAI-compatible serving: /v1/completions and /v1/chat/completions, answered or streamed as server-sent
+events in OpenAI's chunk format, so the official SDKs and tools built on them (lm-eval) work unchanged.
+
+A streamed request waits for its first token before answering, so refusals keep their status and
+problem+json; one that fails later ends with an ``error`` event, which OpenAI's SDKs raise.
+"""
+
+import json
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from service.deps import EvaluatorDep, OptionalEngineDep, served
+from service.domain_errors import DomainError
+from service.errors import domain_problem, openai_error
+from service.inference.chat import Chat, ChatMessage
+from service.inference.engine import InferenceEngine, Prompt
+from service.inference.engine_errors import ModelNotServed
+from service.inference.options import GenerateOptions
+from service.inference.results import Generated
+from service.inference.rows import Delta
+from service.schemas.openai import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatDelta,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    FinishReason,
+    SamplingFields,
+    Usage,
+)
+from service.schemas.problem import problem_responses
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+EVENT_STREAM = "text/event-stream"
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    **problem_responses(404, 409, 429, 503, 504),
+    200: {"content": {EVENT_STREAM: {"schema": {"type": "string"}}}, "description": "The answer, or its chunks."},
+}
+
+
+def serving(engine: InferenceEngine | None, model: str) -> InferenceEngine:
+    """The served model, if it is the one the request names."""
+    engine = served(engine)
+    if model != engine.loaded.name:
+        raise ModelNotServed(model, engine.loaded.name)
+    return engine
+
+
+def sampling_options(body: SamplingFields, max_tokens: int | None) -> GenerateOptions:
+    """OpenAI's temperature 0 is greedy decoding."""
+    return GenerateOptions(
+        max_new_tokens=max_tokens,
+        do_sample=body.temperature > 0,
+        temperature=body.temperature or 1.0,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=body.stops(),
+    )
+
+
+def _finish(reason: str) -> FinishReason:
+    # "abort" only ends rows whose caller has gone, so no answer carries it.
+    return "stop" if reason == "stop" else "length"
+
+
+def _usage(result: Generated) -> Usage:
+    prompt = sum(out.n_tokens for out in result.outputs)
+    completion = sum(out.tokens for out in result.outputs)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+class CompletionShape:
+    """/v1/completions: a chunk has the response's shape, with ``text`` the new text."""
+
+    def __init__(self, model: str) -> None:
+        self.head: dict[str, Any] = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
+
+    def whole(self, result: Generated) -> BaseModel:
+        choices = [
+            CompletionChoice(index=i, text=out.text, finish_reason=_finish(out.finish_reason))
+            for i, out in enumerate(result.outputs)
+        ]
+        return Completion(**self.head, choices=choices, usage=_usage(result))
+
+    def opening(self, count: int) -> list[BaseModel]:
+        return []
+
+    def delta(self, delta: Delta) -> BaseModel:
+        choice = CompletionChoice(index=delta.index, text=delta.text, finish_reason=None)
+        return Completion(**self.head, choices=[choice])
+
+    def closing(self, result: Generated, usage: bool) -> list[BaseModel]:
+        chunks: list[BaseModel] = [
+            Completion(**self.head, choices=[CompletionChoice(index=i, text="", finish_reason=_finish(reason))])
+            for i, reason in enumerate(out.finish_reason for out in result.outputs)
+        ]
+        return chunks + ([Completion(**self.head, choices=[], usage=_usage(result))] if usage else [])
+
+
+class ChatShape:
+    """/v1/chat/completions: chunks carry a ``delta``; the first of each choice names the role."""
+
+    def __init__(self, model: str) -> None:
+        self.head: dict[str, Any] = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
+
+    def whole(self, result: Generated) -> BaseModel:
+        choices = [
+            ChatChoice(index=i, message=AssistantMessage(content=out.text), finish_reason=_finish(out.finish_reason))
+            for i, out in enumerate(result.outputs)
+        ]
+        return ChatCompletion(**self.head, choices=choices, usage=_usage(result))
+
+    def opening(self, count: int) -> list[BaseModel]:
+        role = ChatDelta(role="assistant", content="")
+        return [ChatCompletionChunk(**self.head, choices=[ChatChunkChoice(index=i, delta=role)]) for i in range(count)]
+
+    def delta(self, delta: Delta) -> BaseModel:
+        choice = ChatChunkChoice(index=delta.index, delta=ChatDelta(content=delta.text))
+        return ChatCompletionChunk(**self.head, choices=[choice])
+
+    def closing(self, result: Generated, usage: bool) -> list[BaseModel]:
+        chunks: list[BaseModel] = [
+            ChatCompletionChunk(
+                **self.head, choices=[ChatChunkChoice(index=i, delta=ChatDelta(), finish_reason=_finish(reason))]
+            )
+            for i, reason in enumerate(out.finish_reason for out in result.outputs)
+        ]
+        return chunks + ([ChatCompletionChunk(**self.head, choices=[], usage=_usage(result))] if usage else [])
+
+
+Shape = CompletionShape | ChatShape
+
+
+def _event(chunk: BaseModel | dict[str, Any]) -> str:
+    data = chunk.model_dump_json(exclude_none=True) if isinstance(chunk, BaseModel) else json.dumps(chunk)
+    return f"data: {data}\n\n"
+
+
+async def _sse(
+    first: Delta | Generated, events: AsyncGenerator[Delta | Generated, None], shape: Shape, count: int, usage: bool
+) -> AsyncIterator[str]:
+    """The chunks, then ``data: [DONE]``. A client that leaves cancels this, and closing ``events`` stops
+    its generation."""
+    try:
+        for chunk in shape.opening(count):
+            yield _event(chunk)
+        event: Delta | Generated | None = first
+        while event is not None:
+            chunks = [shape.delta(event)] if isinstance(event, Delta) else shape.closing(event, usage)
+            for chunk in chunks:
+                yield _event(chunk)
+            event = await anext(events, None)
+    except DomainError as exc:
+        problem = domain_problem(exc)
+        yield _event({"error": openai_error(problem.status, problem.detail, problem.errors)})
+    finally:
+        await events.aclose()
+    yield "data: [DONE]\n\n"
+
+
+async def answer(
+    engine: InferenceEngine, prompts: Sequence[Prompt], body: SamplingFields, options: GenerateOptions, shape: Shape
+) -> Response:
+    """The whole response as JSON, or (``stream``) its chunks as they are generated."""
+    if not body.stream:
+        result = await engine.generate(prompts, options)
+        return Response(shape.whole(result).model_dump_json(exclude_none=True), media_type="application/json")
+    events = engine.stream(prompts, options)
+    first = await anext(events)  # refusals raise here, before any byte is sent
+    usage = body.stream_options is not None and body.stream_options.include_usage
+    return StreamingResponse(_sse(first, events, shape, len(prompts), usage), media_type=EVENT_STREAM)
+
+
+@router.post("/completions", response_model=Completion, response_model_exclude_none=True, responses=RESPONSES)
+async def completions(_: EvaluatorDep, body: CompletionRequest, engine: OptionalEngineDep) -> Response:
+    model = serving(engine, body.model)
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    options = sampling_options(body, body.max_tokens)
+    return await answer(model, prompts, body, options, CompletionShape(model.loaded.name))
+
+
+@router.post("/chat/completions", response_model=ChatCompletion, response_model_exclude_none=True, responses=RESPONSES)
+async def chat_completions(_: EvaluatorDep, body: ChatCompletionRequest, engine: OptionalEngineDep) -> Response:
+    model = serving(engine, body.model)
+    # Templates know OpenAI's newer "developer" role as what it replaced.
+    chat = Chat(tuple(ChatMessage("system" if m.role == "developer" else m.role, m.text()) for m in body.messages))
+    options = sampling_options(body, body.max_completion_tokens or body.max_tokens)
+    return await answer(model, [chat], body, options, ChatShape(model.loaded.name))
