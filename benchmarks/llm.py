@@ -14,9 +14,13 @@ heldout runs as ``heldout serve --model <dir>``. Clients are httpx streaming cli
 ``stream_options.include_usage``), each sending one request at a time from the same fixed list of prompts
 (8–48 tokens) with mixed ``max_tokens`` (8–128), greedy. The model is a randomly initialised GPT-2 built
 here (no download) whose end-of-text embedding row is zero, so its logit is 0 and greedy decoding never ends
-early: every request yields exactly max_tokens, and a shorter answer counts as an error. Throughput is the
+early: every request yields exactly max_tokens, and a shorter answer counts as an error. So are the rows of
+tokens that are not printable ASCII (lone UTF-8 bytes, control characters): a random model would emit them,
+and a streamer rightly holds back an incomplete character, which would hide every token of such an answer
+until its end. Throughput is the
 completion tokens of requests finished inside the measured window, per second; TTFT is from sending the
-request to the first event with text. All servers get the offline measurement's torch threads.
+request to the first event with text; "client CPU" is what the clients themselves take from the cores the
+server shares. All servers get the offline measurement's torch threads.
 
 This machine's speed drifts within a minute, so, as in benchmarks/serving.py, ratios are taken within each
 round between neighbouring measurements (offline just before and after heldout's top load level, the plain
@@ -62,6 +66,10 @@ def made_up_words() -> list[str]:
     return ["".join(rng.choices(SYLLABLES, k=rng.randint(1, 3))) for _ in range(600)]
 
 
+def printable(text: str) -> bool:
+    return text.isascii() and text.isprintable()
+
+
 def build_model(path: Path, layers: int, width: int) -> Path:
     """A GPT-2 with random weights and a byte-level BPE tokenizer trained on made-up words."""
     rng = random.Random(SEED)
@@ -87,8 +95,9 @@ def build_model(path: Path, layers: int, width: int) -> Path:
     )
     torch.manual_seed(SEED)
     model = GPT2LMHeadModel(config).eval()
+    unwanted = [i for i in range(config.vocab_size) if not printable(tokenizer.decode([i], skip_special_tokens=False))]
     with torch.no_grad():
-        model.transformer.wte.weight[eos] = 0  # tied head: the end-of-text logit is 0, never the greedy pick
+        model.transformer.wte.weight[unwanted] = 0  # tied head: their logits are 0, never the greedy pick
     model.save_pretrained(path)
     PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>", model_max_length=positions
@@ -236,6 +245,8 @@ class Load:
     ttft_p50_ms: float
     ttft_p99_ms: float
     errors: int
+    client_cpu: float
+    """CPU the httpx clients used, in cores: taken from the same machine the server runs on."""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -248,15 +259,17 @@ async def _drive(url: str, requests: list[Request], concurrency: int, warmup: fl
     done: list[Done] = []
     headers = {"Authorization": f"Bearer {API_KEY}"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    cpu = time.process_time()
     async with httpx.AsyncClient(headers=headers, limits=limits, timeout=300) as client:
         now = time.perf_counter()
         warm_until, until = now + warmup, now + warmup + seconds
         await asyncio.gather(*(_client(client, url, requests, i * 7, until, done) for i in range(concurrency)))
+    client_cpu = (time.process_time() - cpu) / (time.perf_counter() - now)
     window = [d for d in done if warm_until <= d.end <= until]
     ttft = [(d.first - d.start) * 1000 for d in window if d.ok]
     tokens = sum(d.tokens for d in window if d.ok)
     errors = sum(not d.ok for d in window)
-    return Load("", concurrency, tokens / seconds, percentile(ttft, 0.5), percentile(ttft, 0.99), errors)
+    return Load("", concurrency, tokens / seconds, percentile(ttft, 0.5), percentile(ttft, 0.99), errors, client_cpu)
 
 
 def plain_server(model_dir: Path, port: int, threads: int, blocking: bool) -> None:
@@ -349,7 +362,7 @@ def measure(server: Server, requests: list[Request], concurrency: int, seconds: 
     load.name = server.name
     print(
         f"  {server.name} c={concurrency}: {load.throughput:.1f} tokens/s, TTFT p50 {load.ttft_p50_ms:.1f} ms, "
-        f"p99 {load.ttft_p99_ms:.1f} ms, errors {load.errors}",
+        f"p99 {load.ttft_p99_ms:.1f} ms, errors {load.errors}, client CPU {load.client_cpu:.2f} cores",
         flush=True,
     )
     return load
@@ -363,6 +376,7 @@ def median_load(loads: list[Load]) -> Load:
         statistics.median(load.ttft_p50_ms for load in loads),
         statistics.median(load.ttft_p99_ms for load in loads),
         sum(load.errors for load in loads),
+        statistics.median(load.client_cpu for load in loads),
     )
 
 
@@ -482,10 +496,10 @@ def row(*cells: object) -> None:
 def report(loads: list[Load], limit: Offline, single_ms: float, ratios: list[tuple[float, float]]) -> None:
     """Medians over rounds."""
     print()
-    row("server", "clients", "tokens/s", "vs offline static", "TTFT p50 ms", "TTFT p99 ms", "errors")
-    row(*["---"] * 7)
-    row(f"offline static generate ({limit.describe()})", "-", f"{limit.throughput:.1f}", "1.00", "-", "-", "-")
-    row("single forward over the prompt", 1, "-", "-", f"{single_ms:.1f}", "-", "-")
+    row("server", "clients", "tokens/s", "vs offline static", "TTFT p50 ms", "TTFT p99 ms", "client CPU", "errors")
+    row(*["---"] * 8)
+    row(f"offline static generate ({limit.describe()})", "-", f"{limit.throughput:.1f}", "1.00", *["-"] * 4)
+    row("single forward over the prompt", 1, "-", "-", f"{single_ms:.1f}", *["-"] * 3)
     for load in loads:
         row(
             load.name,
@@ -494,6 +508,7 @@ def report(loads: list[Load], limit: Offline, single_ms: float, ratios: list[tup
             f"{load.throughput / limit.throughput:.2f}",
             f"{load.ttft_p50_ms:.1f}",
             f"{load.ttft_p99_ms:.1f}",
+            f"{load.client_cpu:.2f}",
             load.errors,
         )
     heldout = [load for load in loads if load.name == "heldout"]
