@@ -7,6 +7,7 @@ never HTTP.
 
 import asyncio
 import itertools
+import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Hashable, Sequence
@@ -178,19 +179,15 @@ class InferenceEngine:
 
         Refusals are raised before the first delta. Closing the iterator early stops its rows' generation.
         """
-        loop = asyncio.get_running_loop()
-        deltas: asyncio.Queue[Delta | None] = asyncio.Queue()
-
-        def sink(delta: Delta) -> None:
-            loop.call_soon_threadsafe(deltas.put_nowait, delta)
-
-        texts, rows, key = await self._rows(prompts, options, True, sink)
-        # The worker schedules every delta before the batch's results, so the None marking the end comes last.
+        mailbox = _Mailbox(asyncio.get_running_loop())
+        texts, rows, key = await self._rows(prompts, options, True, mailbox.put)
+        # The worker posts every delta before the batch's results, so the mailbox closes after the last one.
         submitted = asyncio.ensure_future(self._submit(rows, key))
-        submitted.add_done_callback(lambda _: deltas.put_nowait(None))
+        submitted.add_done_callback(lambda _: mailbox.close())
         try:
-            while (delta := await deltas.get()) is not None:
-                yield delta
+            while (deltas := await mailbox.take()) is not None:
+                for delta in deltas:
+                    yield delta
             outputs: list[GenOutput] = submitted.result()
         finally:
             _cancel(rows)
@@ -301,6 +298,49 @@ class InferenceEngine:
                 )
             )
         self._log.record(records)
+
+
+class _Mailbox:
+    """Deltas posted by the worker thread and taken by the event loop in bulk.
+
+    The loop is woken only when the mailbox turns non-empty, and takes every delta waiting, one per choice:
+    a slow reader gets fewer, larger chunks instead of a hand-off and an event per token.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._deltas: list[Delta] = []
+        self._posted = asyncio.Event()
+        self._closed = False
+
+    def put(self, deltas: list[Delta]) -> None:
+        """On the worker thread."""
+        with self._lock:
+            wake = not self._deltas
+            self._deltas.extend(deltas)
+        if wake:
+            self._loop.call_soon_threadsafe(self._posted.set)
+
+    def close(self) -> None:
+        """On the loop, once nothing more will be put."""
+        self._closed = True
+        self._posted.set()
+
+    async def take(self) -> list[Delta] | None:
+        """Every waiting delta, those of one choice joined; None once closed and empty."""
+        while True:
+            with self._lock:
+                deltas, self._deltas = self._deltas, []
+            if deltas:
+                texts: dict[int, str] = {}
+                for delta in deltas:
+                    texts[delta.index] = texts.get(delta.index, "") + delta.text
+                return [Delta(index, text) for index, text in texts.items()]
+            if self._closed:
+                return None
+            self._posted.clear()
+            await self._posted.wait()
 
 
 async def _tokenized(encode: Callable[[], T], chars: int) -> T:

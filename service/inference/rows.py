@@ -4,7 +4,8 @@
 8 tokens and one for 32 apart. Here every per-row option is applied inside the one call instead:
 
 - ``RowStreamer`` (a batch-aware ``BaseStreamer``) gets each step's tokens for the whole batch, keeps each
-  row's tokens and text, cuts at stop strings, and hands new text to the row's ``sink`` as it is decoded;
+  row's tokens and text, cuts at stop strings, and hands each step's new text to the rows' ``sink``s in one
+  call per sink, so a streaming caller's event loop is woken once per step, not once per row;
 - ``RowStopping`` ends a row once it has its own ``max_new_tokens``, hit a stop string or lost its caller
   (``cancelled``): ``generate`` pads a finished row and returns once every row is finished;
 - ``RowSampling`` applies each row's temperature and top-p; greedy rows keep only their argmax, so
@@ -44,8 +45,9 @@ class Delta:
     text: str
 
 
-Sink = Callable[[Delta], None]
-"""Called on the worker thread; a streaming caller hands the delta to its event loop."""
+Sink = Callable[[list[Delta]], None]
+"""Called on the worker thread with a step's deltas of the sink's rows; a streaming caller hands them to its
+event loop."""
 
 
 @dataclass(eq=False)
@@ -71,6 +73,12 @@ class Progress:
     text: str = ""
     sent: int = 0
     """Characters of ``text`` already handed to the sink."""
+    searched: int = 0
+    """Characters of ``text`` already searched for stop strings."""
+    prefix_offset: int = 0
+    read_offset: int = 0
+    """``tokens[prefix_offset:read_offset]`` is the context the next tokens are decoded after (as in
+    text-generation-inference): a few tokens, so each step decodes a short window, not the whole row."""
     reason: FinishReason | None = None
     first_token_at: float | None = None
     last_token_at: float | None = None
@@ -85,6 +93,7 @@ class RowStreamer(BaseStreamer):
         self._eos = eos
         self.progress = [Progress() for _ in rows]
         self._prompt_seen = False
+        self._outbox: dict[Sink, list[Delta]] = {}
 
     def put(self, value: torch.Tensor) -> None:
         # ``generate`` first puts the prompt (a decoder's start token, for seq2seq), then one token per row per step.
@@ -95,48 +104,80 @@ class RowStreamer(BaseStreamer):
         for row, progress, token in zip(self._rows, self.progress, value.reshape(-1).tolist(), strict=True):
             if progress.reason is None:
                 self._step(row, progress, int(token), now)
+        self._deliver()
 
     def end(self) -> None:
         """Rows still open when ``generate`` returns have used every step it had."""
         for row, progress in zip(self._rows, self.progress, strict=True):
             if progress.reason is None:
-                self._finish(row, progress, "abort" if row.cancelled else "length")
+                if row.cancelled:
+                    self._finish(row, progress, "abort")
+                else:
+                    self._flush(row, progress, "length")
+        self._deliver()
 
     def _step(self, row: Row, progress: Progress, token: int, now: float) -> None:
         if row.cancelled:
             self._finish(row, progress, "abort")
             return
         if token == self._eos:
-            self._finish(row, progress, "stop")
+            self._flush(row, progress, "stop")
             return
         progress.first_token_at = progress.first_token_at or now
         progress.last_token_at = now
         progress.tokens.append(token)
-        progress.text = self._decode(progress.tokens)
-        cut = _first_stop(progress.text, row.params.stop)
-        if cut is not None:
-            progress.text = progress.text[:cut]
+        if len(progress.tokens) >= row.params.max_new_tokens:
+            self._flush(row, progress, "length")
+            return
+        self._read(progress, final=False)
+        if self._cut(row, progress):
             self._finish(row, progress, "stop")
-        elif len(progress.tokens) >= row.params.max_new_tokens:
-            self._finish(row, progress, "length")
         else:
-            held = _stop_prefix(progress.text, row.params.stop)
-            self._send(row, progress, min(len(progress.text.rstrip(PARTIAL)), len(progress.text) - held))
+            self._send(row, progress, len(progress.text) - _stop_prefix(progress.text, row.params.stop))
+
+    def _read(self, progress: Progress, final: bool) -> None:
+        """Appends the text of the tokens past ``read_offset``, decoded after their context, unless it ends in
+        a partial character (which ``final`` keeps, as decoding the whole row would)."""
+        tokens = progress.tokens
+        if progress.read_offset == len(tokens):
+            return
+        context = self._decode(tokens[progress.prefix_offset : progress.read_offset])
+        window = self._decode(tokens[progress.prefix_offset :])
+        if len(window) > len(context) and (final or not window.endswith(PARTIAL)):
+            progress.text += window[len(context) :]
+            progress.prefix_offset, progress.read_offset = progress.read_offset, len(tokens)
+
+    def _cut(self, row: Row, progress: Progress) -> bool:
+        """Cuts ``text`` at its first stop string; only text that a new stop could reach is searched again."""
+        stops = row.params.stop
+        if not stops:
+            return False
+        start = max(0, progress.searched - max(map(len, stops)) + 1)
+        found = [at for at in (progress.text.find(stop, start) for stop in stops) if at >= 0]
+        progress.searched = len(progress.text)
+        if not found:
+            return False
+        progress.text = progress.text[: min(found)]
+        return True
+
+    def _flush(self, row: Row, progress: Progress, reason: FinishReason) -> None:
+        """Ends a row whose last tokens may still be unread: their text counts, partial characters included."""
+        self._read(progress, final=True)
+        self._finish(row, progress, "stop" if self._cut(row, progress) else reason)
 
     def _finish(self, row: Row, progress: Progress, reason: FinishReason) -> None:
         progress.reason = reason
         self._send(row, progress, len(progress.text))
 
-    @staticmethod
-    def _send(row: Row, progress: Progress, upto: int) -> None:
+    def _send(self, row: Row, progress: Progress, upto: int) -> None:
         if upto > progress.sent and row.sink is not None:
-            row.sink(Delta(row.index, progress.text[progress.sent : upto]))
+            self._outbox.setdefault(row.sink, []).append(Delta(row.index, progress.text[progress.sent : upto]))
         progress.sent = max(progress.sent, upto)
 
-
-def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
-    found = [at for at in (text.find(stop) for stop in stops) if at >= 0]
-    return min(found) if found else None
+    def _deliver(self) -> None:
+        outbox, self._outbox = self._outbox, {}
+        for sink, deltas in outbox.items():
+            sink(deltas)
 
 
 def _stop_prefix(text: str, stops: tuple[str, ...]) -> int:
