@@ -10,21 +10,18 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-import uvicorn
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import KEYS, env_keys
-from tests.live_server import free_port
+from tests.live_server import served_in_thread
 
 pytest_plugins = ["tests.inference_fixtures"]
 
@@ -45,19 +42,8 @@ def base_url(tmp_path: Path, copy_lm_dir: Path) -> Iterator[str]:
         model_name=SERVED_NAME,
         drift_executor="thread",
     )
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=free_port(), log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
+    with served_in_thread(create_app(settings)) as base_url:
+        yield base_url
 
 
 def greedy_answers(model_dir: Path, prompts: list[str]) -> list[str]:

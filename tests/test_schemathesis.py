@@ -8,8 +8,6 @@ Cases come from schemathesis' own strategies driven by plain hypothesis ``@given
 plugin's lazy fixtures, which reach into pytest internals that change between minor releases.
 """
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC
 from pathlib import Path
@@ -17,7 +15,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-import uvicorn
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,7 +31,7 @@ from service.app import create_app
 from service.settings import Settings
 from tests.conftest import auth, env_keys
 from tests.inference_fixtures import classifier_dir, one_torch_thread, seq2seq_dir
-from tests.live_server import free_port
+from tests.live_server import served_in_thread
 
 __all__ = ["classifier_dir", "one_torch_thread", "seq2seq_dir"]
 POSITIVE_CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -58,7 +55,6 @@ class Served:
 
 
 def started(data_dir: Path, model_dir: Path) -> Iterator[Served]:
-    """A real uvicorn server in a thread: one event loop owns the lifespan and every request."""
     app = create_app(
         Settings(
             data_dir=data_dir,
@@ -70,19 +66,8 @@ def started(data_dir: Path, model_dir: Path) -> Iterator[Served]:
             drift_executor="thread",
         )
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    try:
-        yield Served(app, f"http://127.0.0.1:{port}")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
+    with served_in_thread(app) as base_url:
+        yield Served(app, base_url)
 
 
 @pytest.fixture(scope="module")
