@@ -311,3 +311,20 @@ def test_a_lone_batch_runs_wide_only_when_every_lane_is_free() -> None:
     run(scenario)
     held = {items[0]: (lanes, thread) for (items, lanes), thread in zip(recorder.lanes, recorder.threads, strict=True)}
     assert held == {"a": (1, "lane0"), "b": (1, "lane1"), "c": (3, "lane0")}
+
+
+def test_without_wide_a_lone_batch_keeps_one_lane_and_the_next_starts_beside_it() -> None:
+    recorder = LaneRecorder(seconds=0.1)
+
+    async def scenario() -> None:
+        batcher = make_laned(recorder, max_batch_size=1, wide=False)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["a"], None, 5))
+        await asyncio.sleep(0.03)  # "a" runs alone, with nothing queued behind it
+        await asyncio.gather(first, batcher.submit(["b"], None, 5))
+        await batcher.aclose()
+
+    run(scenario)
+    held = {items[0]: (lanes, thread) for (items, lanes), thread in zip(recorder.lanes, recorder.threads, strict=True)}
+    assert held == {"a": (1, "lane0"), "b": (1, "lane1")}
+    assert recorder.most_running == 2

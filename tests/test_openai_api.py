@@ -149,7 +149,9 @@ def test_streamed_completion_equals_the_whole_answer(live: Live, oracle: Callabl
         )
     )
     texts = [chunk.choices[0].text for chunk in chunks if chunk.choices and chunk.choices[0].text]
-    assert len(texts) > 1, "the text came in one piece, not token by token"
+    # Deltas waiting when the stream wakes go out as one chunk, so how many chunks depends on timing; the
+    # streamer's one delivery per step is checked in test_inference_rows.py.
+    assert texts
     assert "".join(texts) == whole.choices[0].text == oracle(PROMPTS[0], 8)[0]
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
         whole.choices[0].finish_reason

@@ -13,7 +13,8 @@ and leaves nothing queued behind it takes them all and runs on the first; ``run_
 lanes it holds. On a CPU a lone batch can then use all cores for low latency, while under load each
 batch gets one lane's share and batches overlap, which wastes less time in the synchronisation of
 intra-op threads. Only the first lane ever runs wide, so no other lane keeps idle intra-op threads
-spinning beside it. A key for which ``exclusive`` is true always runs alone.
+spinning beside it. Without ``wide``, a lone batch keeps to one lane and the next request starts on
+another at once. A key for which ``exclusive`` is true always runs alone.
 """
 
 import asyncio
@@ -100,6 +101,7 @@ class DynamicBatcher(Generic[T, R]):
         max_queue: int,
         length: Callable[[T], int] = lambda _: 0,
         exclusive: Callable[[Hashable], bool] = lambda _: False,
+        wide: bool = True,
         observer: BatchObserver | None = None,
     ) -> None:
         """``run_batch(items, key, lanes_held)`` runs on the executor of the batch's lowest lane."""
@@ -111,6 +113,7 @@ class DynamicBatcher(Generic[T, R]):
         self._free = list(range(self._lanes))
         self._freed = asyncio.Event()
         self._exclusive = exclusive
+        self._wide = wide
         self._runs: set[asyncio.Task[None]] = set()
         self._max_batch = max_batch_size
         self._max_delay = max_delay_s
@@ -233,7 +236,7 @@ class DynamicBatcher(Generic[T, R]):
             batch = self._take(key)
             if not batch:
                 continue
-            alone = exclusive or not (self._depth or self._busy)
+            alone = exclusive or (self._wide and not (self._depth or self._busy))
             held = list(range(self._lanes)) if alone else [min(self._free)]
             self._free = [lane for lane in self._free if lane not in held]
             run = loop.create_task(self._run(loop, key, batch, held))
