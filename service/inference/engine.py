@@ -72,7 +72,10 @@ class InferenceEngine:
             max_batch_size=settings.max_batch_size or default_batch_size(loaded),
             max_delay_s=settings.max_batch_delay_ms / 1000,
             max_queue=settings.max_queue,
-            length=lambda item: len(item.ids if isinstance(item, Encoded) else item.encoded.ids),
+            # A classifier batch costs its longest input; a static generate batch runs until its longest row
+            # is done, so rows asking for similar numbers of tokens share one (at 32 streaming clients of the
+            # LLM benchmark: 1660 -> 2300 tokens/s against grouping by prompt length).
+            length=lambda item: len(item.ids) if isinstance(item, Encoded) else item.params.max_new_tokens,
             exclusive=_seeded_sampling,
             wide=self._classifier is not None,
             observer=self._metrics,
