@@ -5,7 +5,6 @@ The oracle is the fixture model itself, loaded with transformers: greedy output 
 must equal the whole answer, and requests with different options must still share forward passes.
 """
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +15,6 @@ import httpx
 import openai
 import pytest
 import torch
-import uvicorn
 from fastapi import FastAPI
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -25,7 +23,7 @@ from service.evaluations.runner import EngineRunner
 from service.inference.chat import Chat, ChatMessage, load_chat_template
 from service.settings import Settings
 from tests.conftest import KEYS, auth, env_keys
-from tests.live_server import free_port
+from tests.live_server import served_in_thread
 from tests.prometheus_text import total
 
 pytest_plugins = ["tests.inference_fixtures"]
@@ -73,19 +71,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, copy_lm_dir: Path, template_f
         drift_executor="thread",
     )
     app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    try:
-        yield Live(app, f"http://127.0.0.1:{config.port}")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
+    with served_in_thread(app) as base_url:
+        yield Live(app, base_url)
 
 
 @pytest.fixture(scope="module")
