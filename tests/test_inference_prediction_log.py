@@ -64,6 +64,31 @@ def test_records_are_written_in_batches_by_the_flush_thread() -> None:
     assert [i for b in batches for i in b] == [f"id-{i}" for i in range(7)]
 
 
+def test_flush_waits_for_a_batch_the_flush_thread_is_writing() -> None:
+    """Feedback flushes and then looks ids up: a batch mid-write on the flush thread must be in the store
+    before ``flush`` returns, though the buffer is already empty."""
+    entered, release = threading.Event(), threading.Event()
+    stored: list[str] = []
+
+    def sink(records: Sequence[PredictionRecord]) -> None:
+        entered.set()
+        release.wait(5)
+        stored.extend(r.id for r in records)
+
+    log = PredictionLog(sink, batch_size=10, flush_interval_s=0.01)
+    log.start()
+    log.record([record(1)])
+    assert entered.wait(5)
+    flushed = threading.Thread(target=log.flush)
+    flushed.start()
+    flushed.join(0.3)
+    assert flushed.is_alive(), "flush returned while the record was still being written"
+    release.set()
+    flushed.join(5)
+    assert not flushed.is_alive() and stored == ["id-1"]
+    log.close()
+
+
 def test_record_never_waits_for_a_slow_store_and_drops_past_the_buffer() -> None:
     def slow_sink(records: Sequence[PredictionRecord]) -> None:
         time.sleep(0.3)

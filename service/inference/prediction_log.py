@@ -84,6 +84,9 @@ class PredictionLog:
         self._max_bytes = max_buffered_bytes
         self._max_text_chars = max_text_chars
         self._lock = threading.Lock()
+        # Held from taking a batch to its write's end: a flush returns only once nothing it could have
+        # taken is still on its way to the store (feedback flushes, then looks its prediction ids up).
+        self._writing = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._flush_loop, name="heldout-prediction-log", daemon=True)
@@ -109,9 +112,10 @@ class PredictionLog:
             self._wake.set()
 
     def flush(self) -> None:
-        """Write everything buffered now, from the calling thread."""
-        while batch := self._next_batch():
-            self._write(batch)
+        """Write everything buffered now, from the calling thread, and wait for a batch being written."""
+        with self._writing:
+            while batch := self._next_batch():
+                self._write(batch)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop the thread after it has written what is buffered."""
