@@ -2,6 +2,7 @@
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.inference.prediction_log import PredictionRecord
 from service.settings import Settings
 from tests.tiny_models import (
     CLASSIFIER_LABELS,
@@ -71,3 +73,19 @@ def serve(make_settings: Callable[..., Settings]) -> Callable[..., AbstractConte
             yield client
 
     return start
+
+
+def prediction_record(i: int, chars: int | None = None) -> PredictionRecord:
+    """A logged classifier prediction for the prediction-log tests; ``chars`` gives it an input of that length."""
+    return PredictionRecord(
+        id=f"id-{i}",
+        model="m",
+        model_version="v",
+        task="sequence-classification",
+        created_at=datetime.now(UTC),
+        features={"n_chars": i if chars is None else chars},
+        label="positive",
+        score=0.5,
+        output=None,
+        input_text=None if chars is None else "x" * chars,
+    )

@@ -27,6 +27,7 @@ from service.monitoring.checks import MAX_PENDING, DriftChecks
 from service.monitoring.drift_worker import CheckFailed, CheckJob, CheckOutput
 from service.settings import Settings
 from tests.conftest import auth
+from tests.inference_fixtures import prediction_record
 from tests.monitoring_fixtures import MODEL, insert_rows, iso, monitored_client, synthetic_rows, wait_for_check
 from tests.tiny_models import SENTENCES
 
@@ -201,20 +202,6 @@ def test_the_prediction_log_stores_a_bounded_prefix_but_counts_the_whole_text(
     assert rows == {len(long_text): long_text[:100], len(SENTENCES[0]): SENTENCES[0]}
 
 
-def big_record(i: int, chars: int) -> PredictionRecord:
-    return PredictionRecord(
-        id=f"id-{i}",
-        model="m",
-        model_version="v",
-        task="sequence-classification",
-        created_at=datetime.now(UTC),
-        features={"n_chars": chars},
-        label="positive",
-        score=0.5,
-        output=None,
-        input_text="x" * chars,
-    )
-
 
 def test_the_buffer_is_bounded_in_bytes_dropping_and_counting_the_oldest() -> None:
     """Ten records of 100,000 characters each; 350,000 bytes hold three of them, not four."""
@@ -222,7 +209,7 @@ def test_the_buffer_is_bounded_in_bytes_dropping_and_counting_the_oldest() -> No
     log = PredictionLog(lambda records: written.extend(r.id for r in records), max_buffered_bytes=350_000)
     before = dropped()
     for i in range(10):
-        log.record([big_record(i, 100_000)])
+        log.record([prediction_record(i, chars=100_000)])
     log.flush()
     assert dropped() - before == 7
     assert written == ["id-7", "id-8", "id-9"]

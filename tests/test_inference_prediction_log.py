@@ -5,7 +5,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,25 +20,12 @@ from service.inference.prediction_log import PredictionLog, PredictionRecord
 from service.inference.startup import build_engine
 from service.settings import Settings
 from tests.conftest import auth
+from tests.inference_fixtures import prediction_record
 from tests.tiny_models import CLASSIFIER_LABELS, SENTENCES
 
 pytest_plugins = ["tests.inference_fixtures"]
 ServeFactory = Callable[..., AbstractContextManager[TestClient]]
 
-
-def record(i: int) -> PredictionRecord:
-    return PredictionRecord(
-        id=f"id-{i}",
-        model="m",
-        model_version="v",
-        task="sequence-classification",
-        created_at=datetime.now(UTC),
-        features={"n_chars": i},
-        label="positive",
-        score=0.5,
-        output=None,
-        input_text=None,
-    )
 
 
 def dropped() -> float:
@@ -57,7 +43,7 @@ def test_records_are_written_in_batches_by_the_flush_thread() -> None:
 
     log = PredictionLog(sink, batch_size=3, flush_interval_s=0.05)
     log.start()
-    log.record([record(i) for i in range(7)])
+    log.record([prediction_record(i) for i in range(7)])
     assert written.wait(5)
     log.close()
     assert [len(b) for b in batches] == [3, 3, 1]
@@ -77,7 +63,7 @@ def test_flush_waits_for_a_batch_the_flush_thread_is_writing() -> None:
 
     log = PredictionLog(sink, batch_size=10, flush_interval_s=0.01)
     log.start()
-    log.record([record(1)])
+    log.record([prediction_record(1)])
     assert entered.wait(5)
     flushed = threading.Thread(target=log.flush)
     flushed.start()
@@ -98,7 +84,7 @@ def test_record_never_waits_for_a_slow_store_and_drops_past_the_buffer() -> None
     log.start()
     started = time.perf_counter()
     for i in range(20):
-        log.record([record(i)])
+        log.record([prediction_record(i)])
     assert time.perf_counter() - started < 0.1
     log.close(timeout_s=0)
     assert dropped() - dropped_before >= 20 - 4 - 2
@@ -110,7 +96,7 @@ def test_a_failing_store_loses_records_without_raising() -> None:
 
     dropped_before = dropped()
     log = PredictionLog(broken, batch_size=10)
-    log.record([record(1)])
+    log.record([prediction_record(1)])
     log.flush()
     assert dropped() - dropped_before == 1
 
