@@ -1,7 +1,7 @@
 """Fixtures shared by the serving tests: tiny saved models (built once per session) and served apps."""
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,11 @@ import torch
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.db.migrate import migrate
+from service.db.session import Database
+from service.inference.engine import InferenceEngine
 from service.inference.prediction_log import PredictionRecord
+from service.inference.startup import build_engine
 from service.settings import Settings
 from tests.tiny_models import (
     CLASSIFIER_LABELS,
@@ -89,3 +93,23 @@ def prediction_record(i: int, chars: int | None = None) -> PredictionRecord:
         output=None,
         input_text=None if chars is None else "x" * chars,
     )
+
+
+@pytest.fixture
+def engine_for(make_settings: Callable[..., Settings]) -> Callable[..., Any]:
+    """``async with engine_for(model_dir, **settings) as engine:`` a started engine on a fresh SQLite."""
+
+    @asynccontextmanager
+    async def started(model_dir: Path, **overrides: Any) -> AsyncIterator[InferenceEngine]:
+        settings = make_settings(model_path=model_dir, **overrides)
+        db = Database(settings.resolved_database_url)
+        migrate(db, settings.data_dir)
+        engine = build_engine(settings, db)
+        await engine.start()
+        try:
+            yield engine
+        finally:
+            await engine.aclose()
+            db.dispose()
+
+    return started

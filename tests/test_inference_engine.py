@@ -1,48 +1,22 @@
 """The serving engine below HTTP: texts and options in, domain results and domain errors out."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from service.db.migrate import migrate
-from service.db.session import Database
 from service.domain_errors import Busy, DomainError, Invalid, TimedOut, Unavailable
 from service.errors import domain_problem
 from service.evaluations.runner import EngineRunner, Transient
 from service.inference.batcher import BatcherRejected, Closing, QueueFull, QueueTimeout, RunTimeout
-from service.inference.engine import InferenceEngine
 from service.inference.engine_errors import EngineBusy, NewTokensOutOfRange, TooManyInputs, WrongTask, refusal
 from service.inference.options import GenerateOptions
-from service.inference.startup import build_engine
-from service.settings import Settings
 from service.tasks import ModelTask
 from tests.tiny_models import SENTENCES
 
 pytest_plugins = ["tests.inference_fixtures"]
-
-
-@pytest.fixture
-def engine_for(make_settings: Callable[..., Settings]) -> Callable[..., Any]:
-    """``async with engine_for(model_dir, **settings) as engine:`` a started engine on a fresh SQLite."""
-
-    @asynccontextmanager
-    async def started(model_dir: Path, **overrides: Any) -> AsyncIterator[InferenceEngine]:
-        settings = make_settings(model_path=model_dir, **overrides)
-        db = Database(settings.resolved_database_url)
-        migrate(db, settings.data_dir)
-        engine = build_engine(settings, db)
-        await engine.start()
-        try:
-            yield engine
-        finally:
-            await engine.aclose()
-            db.dispose()
-
-    return started
 
 
 REFUSALS: list[tuple[BatcherRejected, type[DomainError], int, str, str | None]] = [

@@ -10,7 +10,7 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Hashable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -22,9 +22,12 @@ from monitors.inference_metrics import InferenceMetrics
 from service.inference.batcher import BatcherRejected, DynamicBatcher
 from service.inference.chat import Chat, ChatTemplate, load_chat_template
 from service.inference.classifier import Classifier, ClassOutput
+from service.inference.continuous_batcher import ContinuousBatcher
+from service.inference.decode_session import Admitted, DecodeSession, Done
 from service.inference.encoding import Encoded
 from service.inference.engine_errors import NewTokensOutOfRange, TooManyInputs, WrongTask, refusal
 from service.inference.generator import BatchKey, BeamSearch, Generator, GenOutput
+from service.inference.kv_batch import KVBatch, cache_argument, decoding_model
 from service.inference.loader import LoadedModel
 from service.inference.options import DEFAULT_NEW_TOKENS, GenerateOptions
 from service.inference.prediction_log import PredictionLog, PredictionRecord
@@ -38,6 +41,10 @@ WARM_UP_TEXT = "warm-up"
 # On a CPU, throughput barely grows past 8 examples while padding waste does; a GPU wants wide batches.
 CPU_BATCH_SIZE = 8
 GPU_BATCH_SIZE = 64
+# Rows one lane decodes together. A decoding step costs about the same per row from 16 to 48 rows on a CPU
+# (the LLM benchmark's GPT-2), and two lanes of 16 seat 32 streaming clients.
+CPU_DECODE_ROWS = 16
+GPU_DECODE_ROWS = 128
 # Requests up to this many characters are tokenized on the event loop (well under a millisecond).
 INLINE_TOKENIZE_CHARS = 16_384
 
@@ -47,6 +54,10 @@ Prompt = str | Chat
 
 def default_batch_size(loaded: LoadedModel) -> int:
     return CPU_BATCH_SIZE if loaded.device.type == "cpu" else GPU_BATCH_SIZE
+
+
+def default_decode_rows(loaded: LoadedModel) -> int:
+    return CPU_DECODE_ROWS if loaded.device.type == "cpu" else GPU_DECODE_ROWS
 
 
 class InferenceEngine:
@@ -80,11 +91,38 @@ class InferenceEngine:
             wide=self._classifier is not None,
             observer=self._metrics,
         )
+        self._decode_lanes: list[ThreadPoolExecutor] = []
+        self._decoder = self._continuous(loaded, settings, lanes)
         self._nonces = itertools.count(1)
         self._warmed = False
         self._closing = False
         self.started_at = 0
         """Unix seconds when the engine began to serve: OpenAI's ``created`` of the model."""
+
+    def _continuous(self, loaded: LoadedModel, settings: Settings, lanes: int) -> ContinuousBatcher | None:
+        """Continuous batching for a causal LM whose forward takes a spliceable cache (checked at warm-up):
+        sampled and greedy rows; beam search and seeded sampling keep the static ``generate`` path."""
+        cache_name = cache_argument(decoding_model(loaded.model)) if loaded.task is ModelTask.causal_lm else None
+        if cache_name is None:
+            return None
+        metrics = self._metrics
+
+        def make_session(done: Done, admitted: Admitted) -> DecodeSession:
+            def counted(row: Row, result: GenOutput | Exception) -> None:
+                if row.record and isinstance(result, GenOutput):
+                    metrics.finished(row.submitted, result)
+                done(row, result)
+
+            return DecodeSession(loaded, cache_name, lambda: self._threads.use(1), counted, admitted)
+
+        self._decode_lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"heldout-decode-{i}") for i in range(lanes)]
+        return ContinuousBatcher(
+            make_session,
+            self._decode_lanes,
+            capacity=settings.max_batch_size or default_decode_rows(loaded),
+            max_queue=settings.max_queue,
+            observer=self._metrics,
+        )
 
     @property
     def chats(self) -> bool:
@@ -122,7 +160,9 @@ class InferenceEngine:
         """Finish every queued and running request, then stop the worker and flush the log."""
         self._closing = True
         await self._batcher.aclose()
-        for lane in self._lanes:
+        if self._decoder is not None:
+            await self._decoder.aclose()
+        for lane in [*self._lanes, *self._decode_lanes]:
             await asyncio.to_thread(lane.shutdown, True)
         await asyncio.to_thread(self._log.close)
 
@@ -133,6 +173,18 @@ class InferenceEngine:
             assert self._generator is not None
             encoded = self._generator.encode([WARM_UP_TEXT], 1, [False])
             self._generator([Row(encoded[0], RowParams(1), record=False)], BatchKey())
+            if self._decoder is not None and not self._spliceable(encoded[0]):
+                self._decoder = None
+
+    def _spliceable(self, encoded: Encoded) -> bool:
+        """Whether the model's cache is one ``KVBatch`` can splice (plain dynamic layers, no sliding window)."""
+        model = decoding_model(self.loaded.model)
+        cache_name = cache_argument(model)
+        assert cache_name is not None
+        ids = torch.tensor([encoded.ids or [self.loaded.token_ids.stand_in]], device=self.loaded.device)
+        with torch.inference_mode():
+            batch, _ = KVBatch.prefill(model, cache_name, ids, torch.ones_like(ids))
+        return batch.supported
 
     def _run_batch(self, items: list[Any], key: Hashable, lanes: int) -> Sequence[Any]:
         """Generation keeps to one lane's threads: a wide intra-op team on a worker thread ran each decoding
@@ -175,7 +227,7 @@ class InferenceEngine:
         """
         texts, rows, key = await self._rows(prompts, options, record, None)
         try:
-            outputs: list[GenOutput] = await self._submit(rows, key)
+            outputs = await self._decode(rows, key)
         finally:
             _cancel(rows)
         return self._generated(texts, outputs, record)
@@ -190,13 +242,13 @@ class InferenceEngine:
         mailbox = _Mailbox(asyncio.get_running_loop())
         texts, rows, key = await self._rows(prompts, options, True, mailbox.put)
         # The worker posts every delta before the batch's results, so the mailbox closes after the last one.
-        submitted = asyncio.ensure_future(self._submit(rows, key))
+        submitted = asyncio.ensure_future(self._decode(rows, key))
         submitted.add_done_callback(lambda _: mailbox.close())
         try:
             while (deltas := await mailbox.take()) is not None:
                 for delta in deltas:
                     yield delta
-            outputs: list[GenOutput] = submitted.result()
+            outputs = submitted.result()
         finally:
             _cancel(rows)
             submitted.cancel()
@@ -261,9 +313,18 @@ class InferenceEngine:
 
     async def _submit(self, items: Sequence[Encoded | Row], key: Hashable) -> list[Any]:
         """Queue tokenized inputs for batching: exact token counts let the batcher group by length."""
+        return await self._counted(self._batcher.submit(items, key, self._settings.request_timeout_s))
+
+    async def _decode(self, rows: Sequence[Row], key: BatchKey) -> list[GenOutput]:
+        """Rows the continuous decoder can take go to it; the others to a static ``generate`` batch."""
+        if self._decoder is not None and key == BatchKey():
+            return await self._counted(self._decoder.submit(rows, self._settings.request_timeout_s))
+        return await self._submit(rows, key)
+
+    async def _counted(self, submitted: Awaitable[list[T]]) -> list[T]:
         start = time.perf_counter()
         try:
-            results = await self._batcher.submit(items, key, self._settings.request_timeout_s)
+            results = await submitted
         except BatcherRejected as exc:
             self._metrics.rejected(exc.reason)
             raise refusal(exc) from None

@@ -16,7 +16,7 @@ from transformers import LogitsProcessorList, StoppingCriteriaList
 
 from service.inference.encoding import Encoded, Side, TextEncoder
 from service.inference.loader import LoadedModel
-from service.inference.rows import FinishReason, Row, RowSampling, RowStopping, RowStreamer
+from service.inference.rows import FinishReason, Progress, Row, RowSampling, RowStopping, RowStreamer
 from service.tasks import ModelTask
 
 
@@ -54,6 +54,19 @@ class GenOutput:
     first_token_at: float | None = None
     """``time.perf_counter()`` when the first token was generated; None for beam search."""
     last_token_at: float | None = None
+
+
+def output_of(row: Row, progress: Progress) -> GenOutput:
+    """A finished row's result."""
+    return GenOutput(
+        progress.text,
+        len(progress.tokens),
+        row.encoded.truncated,
+        len(row.encoded.ids),
+        progress.reason or "length",
+        progress.first_token_at,
+        progress.last_token_at,
+    )
 
 
 class Generator:
@@ -139,13 +152,7 @@ class Generator:
             options |= {"logits_processor": LogitsProcessorList([sampling]), "top_k": 0, "temperature": 1.0}
         with torch.inference_mode():
             self._loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)  # type: ignore[operator]
-        return [
-            GenOutput(
-                p.text, len(p.tokens), row.encoded.truncated, len(row.encoded.ids),
-                p.reason or "length", p.first_token_at, p.last_token_at,
-            )
-            for row, p in zip(rows, streamer.progress, strict=True)
-        ]
+        return [output_of(row, progress) for row, progress in zip(rows, streamer.progress, strict=True)]
 
     def _beam_search(self, rows: Sequence[Row], beams: BeamSearch) -> list[GenOutput]:
         input_ids, attention_mask = self._pad([row.encoded for row in rows])

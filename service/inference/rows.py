@@ -3,9 +3,10 @@
 ``generate`` takes its options per call, so a batcher that keyed batches on them would run a request for
 8 tokens and one for 32 apart. Here every per-row option is applied inside the one call instead:
 
-- ``RowStreamer`` (a batch-aware ``BaseStreamer``) gets each step's tokens for the whole batch, keeps each
-  row's tokens and text, cuts at stop strings, and hands each step's new text to the rows' ``sink``s in one
-  call per sink, so a streaming caller's event loop is woken once per step, not once per row;
+- ``RowStreamer`` (a batch-aware ``BaseStreamer``) gets each step's tokens for the whole batch and gives
+  them to a ``TokenRouter``, which keeps each row's tokens and text, cuts at stop strings, and hands each
+  step's new text to the rows' ``sink``s in one call per sink, so a streaming caller's event loop is woken
+  once per step, not once per row;
 - ``RowStopping`` ends a row once it has its own ``max_new_tokens``, hit a stop string or lost its caller
   (``cancelled``): ``generate`` pads a finished row and returns once every row is finished;
 - ``RowSampling`` applies each row's temperature and top-p; greedy rows keep only their argmax, so
@@ -84,39 +85,32 @@ class Progress:
     last_token_at: float | None = None
 
 
-class RowStreamer(BaseStreamer):
-    """Routes each step's tokens to their rows; decodes incrementally, holding back partial characters."""
+class TokenRouter:
+    """Turns each row's tokens into text: decodes incrementally, holding back partial characters, cuts at stop
+    strings and queues the new text for the rows' sinks until ``deliver``. Used by ``RowStreamer`` inside
+    ``generate`` and by the continuous decoder, whose rows come and go between steps."""
 
-    def __init__(self, rows: Sequence[Row], decode: Callable[[list[int]], str], eos: int | None) -> None:
-        self._rows = rows
+    def __init__(self, decode: Callable[[list[int]], str], eos: int | None) -> None:
         self._decode = decode
         self._eos = eos
-        self.progress = [Progress() for _ in rows]
-        self._prompt_seen = False
         self._outbox: dict[Sink, list[Delta]] = {}
 
-    def put(self, value: torch.Tensor) -> None:
-        # ``generate`` first puts the prompt (a decoder's start token, for seq2seq), then one token per row per step.
-        if not self._prompt_seen:
-            self._prompt_seen = True
-            return
-        now = time.perf_counter()
-        for row, progress, token in zip(self._rows, self.progress, value.reshape(-1).tolist(), strict=True):
-            if progress.reason is None:
-                self._step(row, progress, int(token), now)
-        self._deliver()
+    def close(self, row: Row, progress: Progress) -> None:
+        """Ends an open row that has no more steps: aborted if its caller left, else at its length."""
+        if progress.reason is None:
+            if row.cancelled:
+                self._finish(row, progress, "abort")
+            else:
+                self._flush(row, progress, "length")
 
-    def end(self) -> None:
-        """Rows still open when ``generate`` returns have used every step it had."""
-        for row, progress in zip(self._rows, self.progress, strict=True):
-            if progress.reason is None:
-                if row.cancelled:
-                    self._finish(row, progress, "abort")
-                else:
-                    self._flush(row, progress, "length")
-        self._deliver()
+    def deliver(self) -> None:
+        """Hands the queued text to the sinks, one call per sink."""
+        outbox, self._outbox = self._outbox, {}
+        for sink, deltas in outbox.items():
+            sink(deltas)
 
-    def _step(self, row: Row, progress: Progress, token: int, now: float) -> None:
+    def step(self, row: Row, progress: Progress, token: int, now: float) -> None:
+        """One generated token of an open row; sets ``progress.reason`` when the row ends with it."""
         if row.cancelled:
             self._finish(row, progress, "abort")
             return
@@ -174,10 +168,32 @@ class RowStreamer(BaseStreamer):
             self._outbox.setdefault(row.sink, []).append(Delta(row.index, progress.text[progress.sent : upto]))
         progress.sent = max(progress.sent, upto)
 
-    def _deliver(self) -> None:
-        outbox, self._outbox = self._outbox, {}
-        for sink, deltas in outbox.items():
-            sink(deltas)
+
+class RowStreamer(BaseStreamer):
+    """``generate``'s streamer over a fixed batch of rows: each step's tokens go to their rows' ``Progress``."""
+
+    def __init__(self, rows: Sequence[Row], decode: Callable[[list[int]], str], eos: int | None) -> None:
+        self._rows = rows
+        self._router = TokenRouter(decode, eos)
+        self.progress = [Progress() for _ in rows]
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        # ``generate`` first puts the prompt (a decoder's start token, for seq2seq), then one token per row per step.
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        now = time.perf_counter()
+        for row, progress, token in zip(self._rows, self.progress, value.reshape(-1).tolist(), strict=True):
+            if progress.reason is None:
+                self._router.step(row, progress, int(token), now)
+        self._router.deliver()
+
+    def end(self) -> None:
+        """Rows still open when ``generate`` returns have used every step it had."""
+        for row, progress in zip(self._rows, self.progress, strict=True):
+            self._router.close(row, progress)
+        self._router.deliver()
 
 
 def _stop_prefix(text: str, stops: tuple[str, ...]) -> int:
@@ -212,6 +228,10 @@ class RowSampling(LogitsProcessor):
         self._top_p = torch.tensor([p.top_p if p.do_sample else 1.0 for p in params], device=device)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        return self.warp(scores)  # type: ignore[return-value]
+
+    def warp(self, scores: torch.Tensor) -> torch.Tensor:
+        """Each row's scores with what its options rule out at -inf; softmax and a draw give its next token."""
         best = scores.argmax(dim=-1, keepdim=True)
         argmax_only = torch.full_like(scores, -torch.inf).scatter(1, best, 0.0)
         scaled = scores / self._temperature[:, None]
@@ -219,4 +239,4 @@ class RowSampling(LogitsProcessor):
         below = ordered.softmax(dim=-1).cumsum(dim=-1) <= (1 - self._top_p[:, None])
         below[:, -1] = False
         sampled = scaled.masked_fill(below.scatter(1, order, below), -torch.inf)
-        return torch.where(self._greedy, argmax_only, sampled)  # type: ignore[return-value]
+        return torch.where(self._greedy, argmax_only, sampled)
