@@ -43,7 +43,8 @@ def test_invalid_calls_name_their_field_and_wrong_tasks_the_other_endpoint() -> 
     too_many = domain_problem(TooManyInputs(4, 3))
     assert too_many.status == 422 and too_many.detail == "inputs: 4 inputs exceed HELDOUT_MAX_INPUTS (3)"
     assert too_many.errors == [{"field": "inputs", "message": "4 inputs exceed HELDOUT_MAX_INPUTS (3)"}]
-    assert isinstance(NewTokensOutOfRange("x"), Invalid) and NewTokensOutOfRange("x").field == "max_new_tokens"
+    assert isinstance(NewTokensOutOfRange("x", "max_tokens"), Invalid)
+    assert NewTokensOutOfRange("x", "max_tokens").field == "max_tokens"
     wrong = domain_problem(WrongTask("m", ModelTask.causal_lm))
     assert (wrong.status, wrong.detail) == (409, "model m is a causal-lm model; use /v1/generate")
 

@@ -182,10 +182,16 @@ def test_errors_surface_as_sdk_exceptions_with_the_message(live: Live) -> None:
     assert refused.value.status_code == 422 and refused.value.param == "logprobs"
     with pytest.raises(openai.UnprocessableEntityError, match="n:"):
         live.client.completions.create(model=SERVED, prompt="a =", max_tokens=2, n=2)
-    with pytest.raises(openai.UnprocessableEntityError, match="HELDOUT_MAX_NEW_TOKENS"):
+    with pytest.raises(openai.UnprocessableEntityError, match="HELDOUT_MAX_NEW_TOKENS") as refused:
         live.client.chat.completions.create(
             model=SERVED, messages=[{"role": "user", "content": "a"}], max_tokens=25, stream=True
         )
+    assert refused.value.param == "max_tokens"
+    with pytest.raises(openai.UnprocessableEntityError, match="HELDOUT_MAX_NEW_TOKENS") as refused:
+        live.client.chat.completions.create(
+            model=SERVED, messages=[{"role": "user", "content": "a"}], max_completion_tokens=25
+        )
+    assert refused.value.param == "max_completion_tokens"
     stranger = openai.OpenAI(base_url=f"{live.base_url}/v1", api_key="not-a-key", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         stranger.models.list()

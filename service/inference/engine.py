@@ -298,14 +298,16 @@ class InferenceEngine:
         if max_new_tokens is None:
             max_new_tokens = min(DEFAULT_NEW_TOKENS, self._settings.max_new_tokens)
         if max_new_tokens < 1:
-            raise NewTokensOutOfRange("must be at least 1")
+            raise NewTokensOutOfRange("must be at least 1", options.length_field)
         if max_new_tokens > self._settings.max_new_tokens:
             raise NewTokensOutOfRange(
-                f"{max_new_tokens} exceeds HELDOUT_MAX_NEW_TOKENS ({self._settings.max_new_tokens})"
+                f"{max_new_tokens} exceeds HELDOUT_MAX_NEW_TOKENS ({self._settings.max_new_tokens})",
+                options.length_field,
             )
         if self.loaded.task is ModelTask.causal_lm and max_new_tokens >= self.loaded.max_length:
             raise NewTokensOutOfRange(
-                f"must be below the model's maximum length ({self.loaded.max_length}), which includes the prompt"
+                f"must be below the model's maximum length ({self.loaded.max_length}), which includes the prompt",
+                options.length_field,
             )
         temperature = options.temperature if options.do_sample else 1.0
         top_p = options.top_p if options.do_sample else 1.0

@@ -30,8 +30,8 @@ class TooManyInputs(Invalid):
 class NewTokensOutOfRange(Invalid):
     """More new tokens than the service allows, or than fit beside the prompt in a causal LM's positions."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, field="max_new_tokens")
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message, field=field)
 
 
 class NoChatTemplate(Invalid):

@@ -24,3 +24,5 @@ class GenerateOptions:
     """With ``do_sample``, makes the same call give the same outputs."""
     stop: tuple[str, ...] = ()
     """Generation of a text ends where it first contains one of these; the text excludes it."""
+    length_field: str = "max_new_tokens"
+    """What the caller's API calls ``max_new_tokens`` (OpenAI's: ``max_tokens``), named by its errors."""

@@ -57,10 +57,11 @@ def serving(engine: InferenceEngine | None, model: str) -> InferenceEngine:
     return engine
 
 
-def sampling_options(body: SamplingFields, max_tokens: int | None) -> GenerateOptions:
+def sampling_options(body: SamplingFields, max_tokens: int | None, length_field: str) -> GenerateOptions:
     """OpenAI's temperature 0 is greedy decoding."""
     return GenerateOptions(
         max_new_tokens=max_tokens,
+        length_field=length_field,
         do_sample=body.temperature > 0,
         temperature=body.temperature or 1.0,
         top_p=body.top_p,
@@ -186,7 +187,7 @@ async def answer(
 async def completions(_: EvaluatorDep, body: CompletionRequest, engine: OptionalEngineDep) -> Response:
     model = serving(engine, body.model)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-    options = sampling_options(body, body.max_tokens)
+    options = sampling_options(body, body.max_tokens, "max_tokens")
     return await answer(model, prompts, body, options, CompletionShape(model.loaded.name))
 
 
@@ -195,5 +196,6 @@ async def chat_completions(_: EvaluatorDep, body: ChatCompletionRequest, engine:
     model = serving(engine, body.model)
     # Templates know OpenAI's newer "developer" role as what it replaced.
     chat = Chat(tuple(ChatMessage("system" if m.role == "developer" else m.role, m.text()) for m in body.messages))
-    options = sampling_options(body, body.max_completion_tokens or body.max_tokens)
+    length_field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+    options = sampling_options(body, body.max_completion_tokens or body.max_tokens, length_field)
     return await answer(model, [chat], body, options, ChatShape(model.loaded.name))
