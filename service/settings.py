@@ -59,7 +59,12 @@ class Settings(BaseSettings):
         "(twice MKL's speed on AMD CPUs).",
     )
     max_batch_size: int | None = Field(
-        None, ge=1, description="Most examples merged into one forward pass; default 8 on CPU, 64 on GPU."
+        None,
+        ge=1,
+        description=(
+            "Most examples merged into one forward pass; default 8 on CPU, 64 on GPU. For a causal LM, the rows "
+            "each lane decodes together; default 16 on CPU, 128 on GPU."
+        ),
     )
     max_batch_delay_ms: float = Field(
         0.0,
