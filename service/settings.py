@@ -63,7 +63,7 @@ class Settings(BaseSettings):
         ge=1,
         description=(
             "Most examples merged into one forward pass; default 8 on CPU, 64 on GPU. For a causal LM, the rows "
-            "each lane decodes together; default 16 on CPU, 128 on GPU."
+            "each lane decodes together; default 32 on CPU, 128 on GPU."
         ),
     )
     max_batch_delay_ms: float = Field(
