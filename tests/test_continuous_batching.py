@@ -267,11 +267,14 @@ def test_the_engine_decodes_plain_and_sampled_rows_continuously_and_beams_static
             decoder.submit = counting  # type: ignore[method-assign]
             greedy = await engine.generate(["a b c d ="], GenerateOptions(max_new_tokens=8))
             assert greedy.outputs[0].text == alone(copy_lm_dir, "a b c d =", 8)
-            await engine.generate(["a b ="], GenerateOptions(max_new_tokens=4, do_sample=True, temperature=0.7))
-            assert submitted == [1, 1]
+            # A nucleus this small keeps only the most likely token: sampling must draw the greedy answer.
+            narrow = GenerateOptions(max_new_tokens=8, do_sample=True, temperature=0.7, top_p=1e-6)
+            sampled = await engine.generate(["a b c d =", "h g ="], narrow)
+            assert [out.text for out in sampled.outputs] == [alone(copy_lm_dir, p, 8) for p in ("a b c d =", "h g =")]
+            assert submitted == [1, 2]
             await engine.generate(["a b ="], GenerateOptions(max_new_tokens=4, num_beams=2))
             await engine.generate(["a b ="], GenerateOptions(max_new_tokens=4, do_sample=True, seed=3))
-            assert submitted == [1, 1]
+            assert submitted == [1, 2]
 
     asyncio.run(scenario())
 
