@@ -110,6 +110,13 @@ model_info = Gauge(
     ["model", "version", "task", "device", "dtype"],
     multiprocess_mode="livemax",
 )
+inference_config_info = Gauge(
+    "heldout_inference_config_info",
+    "Always 1; labels are the serving choices made at start (packed linear layers, lanes, threads per lane, "
+    "batch cap) and whether they were measured, set or defaults.",
+    ["model", "packed_linear", "lanes", "threads_per_lane", "max_batch_size", "chosen_by"],
+    multiprocess_mode="livemax",
+)
 prediction_log_dropped_total = Counter(
     "heldout_prediction_log_dropped_total",
     "Prediction log records dropped because the buffer was full or the store failed.",

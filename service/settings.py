@@ -51,19 +51,21 @@ class Settings(BaseSettings):
         None,
         ge=1,
         le=64,
-        description="Forward passes that may run at once; default 1 on GPU, 2 on a CPU with two or more threads.",
+        description="Forward passes that may run at once; default 1 on GPU; on a CPU with two or more threads, "
+        "1 or 2, whichever measures faster at start for a classifier, else 2.",
     )
-    packed_linear: bool = Field(
-        True,
-        description="On the CPU, run float32 linear layers through oneDNN with weights packed once "
-        "(twice MKL's speed on AMD CPUs).",
+    packed_linear: bool | None = Field(
+        None,
+        description="On the CPU, run float32 linear layers through oneDNN with weights packed once; default: "
+        "whichever of packed and stock measures faster at start.",
     )
     max_batch_size: int | None = Field(
         None,
         ge=1,
         description=(
-            "Most examples merged into one forward pass; default 8 on CPU, 64 on GPU. For a causal LM, the rows "
-            "each lane decodes together; default 32 on CPU, 128 on GPU."
+            "Most examples merged into one forward pass; default 64 on GPU, and on CPU the smallest of 8, 16 and 32 "
+            "within 5% of the best cost per example measured at start. For a causal LM, the rows each lane "
+            "decodes together; default 32 on CPU, 128 on GPU."
         ),
     )
     max_batch_delay_ms: float = Field(

@@ -19,6 +19,7 @@ import torch
 
 from monitors.drift_features import classifier_log_features
 from monitors.inference_metrics import InferenceMetrics
+from service.inference.autotune import ServingPlan
 from service.inference.batcher import BatcherRejected, DynamicBatcher
 from service.inference.chat import Chat, ChatTemplate, load_chat_template
 from service.inference.classifier import Classifier, ClassOutput
@@ -33,7 +34,7 @@ from service.inference.options import DEFAULT_NEW_TOKENS, GenerateOptions
 from service.inference.prediction_log import PredictionLog, PredictionRecord
 from service.inference.results import Classified, Generated, ServedModel
 from service.inference.rows import Delta, Row, RowParams, Sink
-from service.inference.threads import LaneThreads, default_lanes
+from service.inference.threads import LaneThreads
 from service.settings import Settings
 from service.tasks import ModelTask
 
@@ -61,15 +62,17 @@ def default_decode_rows(loaded: LoadedModel) -> int:
 
 
 class InferenceEngine:
-    def __init__(self, loaded: LoadedModel, settings: Settings, prediction_log: PredictionLog) -> None:
+    def __init__(
+        self, loaded: LoadedModel, settings: Settings, prediction_log: PredictionLog, plan: ServingPlan
+    ) -> None:
         self.loaded = loaded
         self._settings = settings
         self._log = prediction_log
         self._metrics = InferenceMetrics(loaded.name, loaded.labels)
         on_gpu = loaded.device.type != "cpu"
-        threads = settings.torch_threads or torch.get_num_threads()
-        lanes = settings.concurrent_batches or default_lanes(threads, on_gpu)
-        self._threads = LaneThreads(threads, lanes, on_gpu)
+        lanes = plan.lanes
+        self._plan = plan
+        self._threads = LaneThreads(plan.threads, lanes, on_gpu)
         self._lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"heldout-inference-{i}") for i in range(lanes)]
         self._classifier = Classifier(loaded, settings.multilabel_threshold) if loaded.task.classifies else None
         self._generator = None if loaded.task.classifies else Generator(loaded)
@@ -80,7 +83,7 @@ class InferenceEngine:
         self._batcher: DynamicBatcher[Encoded | Row, Any] = DynamicBatcher(
             self._run_batch,
             self._lanes,
-            max_batch_size=settings.max_batch_size or default_batch_size(loaded),
+            max_batch_size=plan.max_batch_size or default_batch_size(loaded),
             max_delay_s=settings.max_batch_delay_ms / 1000,
             max_queue=settings.max_queue,
             # A classifier batch costs its longest input; a static generate batch runs until its longest row
@@ -119,7 +122,7 @@ class InferenceEngine:
         return ContinuousBatcher(
             make_session,
             self._decode_lanes,
-            capacity=settings.max_batch_size or default_decode_rows(loaded),
+            capacity=self._plan.max_batch_size or default_decode_rows(loaded),
             max_queue=settings.max_queue,
             observer=self._metrics,
         )
@@ -153,6 +156,11 @@ class InferenceEngine:
         self._batcher.start()
         info = self.info()
         self._metrics.describe(info.version, info.task, info.device, info.dtype)
+        plan = self._plan
+        default = default_batch_size if self._classifier is not None else default_decode_rows
+        batch = plan.max_batch_size or default(self.loaded)
+        chosen_by = ",".join(f"{name}={source}" for name, source in plan.chosen_by.items())
+        self._metrics.configured(plan.packed_linear, plan.lanes, plan.threads_per_lane, batch, chosen_by)
         self.started_at = int(time.time())
         self._warmed = True
 

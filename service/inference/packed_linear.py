@@ -67,17 +67,34 @@ def _probe(model: PreTrainedModel) -> torch.Tensor:
     return logits
 
 
-def pack_linears(model: PreTrainedModel) -> int:
-    """Swap the float32 CPU linear layers of a transformers ``model`` for packed ones; returns how many.
+class Packing:
+    """The layers one packing swapped, so that it can be undone: what the autotuner does when the stock
+    layers measure faster. Holding it keeps the plain layers' weights alive; drop it once decided."""
+
+    def __init__(self, swapped: list[tuple[nn.Module, str, nn.Module]]) -> None:
+        self._swapped = swapped
+
+    @property
+    def count(self) -> int:
+        return len(self._swapped)
+
+    def undo(self) -> None:
+        for parent, name, child in self._swapped:
+            setattr(parent, name, child)
+        self._swapped = []
+
+
+def pack(model: PreTrainedModel) -> Packing:
+    """Swap the float32 CPU linear layers of a transformers ``model`` for packed ones.
 
     Layers whose weight is shared (an LM head tied to the embeddings) stay plain: packing would keep a
     second copy of the largest matrix in the model.
     """
     if not torch.backends.mkldnn.is_available():
-        return 0
+        return Packing([])
     uses = Counter(p.data_ptr() for _, p in model.named_parameters(remove_duplicate=False))
     shared = {pointer for pointer, n in uses.items() if n > 1}
-    swapped: list[tuple[nn.Module, str, nn.Module]] = []
+    packing = Packing([])
     try:
         expected = _probe(model)
         for parent in list(model.modules()):
@@ -85,14 +102,17 @@ def pack_linears(model: PreTrainedModel) -> int:
                 found = _as_linear(child, shared)
                 if found is not None:
                     setattr(parent, name, PackedLinear(*found))
-                    swapped.append((parent, name, child))
+                    packing._swapped.append((parent, name, child))
         same = torch.allclose(_probe(model), expected, rtol=RTOL, atol=ATOL)
         reason = "its outputs differ from the plain model's"
     except Exception as exc:  # an optimisation only: whatever goes wrong, serve the plain model
         same, reason = False, f"{type(exc).__name__}: {exc}"
     if not same:
-        for parent, name, child in swapped:
-            setattr(parent, name, child)
+        packing.undo()
         log.warning("oneDNN packed linear layers not used (%s); serving with plain ones", reason)
-        return 0
-    return len(swapped)
+    return packing
+
+
+def pack_linears(model: PreTrainedModel) -> int:
+    """``pack``, for good: how many layers were swapped."""
+    return pack(model).count

@@ -9,13 +9,14 @@ from fastapi import FastAPI
 from transformers.utils.logging import disable_progress_bar
 
 from service.db.session import Database
+from service.inference.autotune import plan_serving
 from service.inference.device import resolve_device, resolve_dtype
 from service.inference.engine import InferenceEngine
 from service.inference.loader import load_model
 from service.inference.model_dir import ModelLoadError, inspect_model_dir
-from service.inference.packed_linear import pack_linears
 from service.inference.prediction_log import PredictionLog
 from service.inference.prediction_log_sink import database_sink
+from service.inference.threads import default_lanes
 from service.settings import Settings
 
 log = logging.getLogger("heldout.inference")
@@ -32,15 +33,15 @@ def build_engine(settings: Settings, db: Database) -> InferenceEngine:
     loaded = load_model(
         files, device, resolve_dtype(settings.dtype, device), settings.model_name, merge_adapter=settings.merge_adapter
     )
-    packed = pack_linears(loaded.model) if settings.packed_linear and device.type == "cpu" else 0
+    plan = plan_serving(loaded, settings, default_lanes(torch.get_num_threads(), device.type != "cpu"))
     log.info(
-        "serving %s (%s, version %s) on %s as %s, %d linear layers packed for oneDNN",
-        loaded.name, loaded.task, loaded.version[:12], loaded.device, loaded.dtype_name, packed,
+        "serving %s (%s, version %s) on %s as %s; %s",
+        loaded.name, loaded.task, loaded.version[:12], loaded.device, loaded.dtype_name, plan.describe(),
     )
     prediction_log = PredictionLog(
         database_sink(db), max_buffered_bytes=settings.log_buffer_bytes, max_text_chars=settings.log_text_chars
     )
-    return InferenceEngine(loaded, settings, prediction_log)
+    return InferenceEngine(loaded, settings, prediction_log, plan)
 
 
 async def start_inference(app: FastAPI, settings: Settings, db: Database) -> None:

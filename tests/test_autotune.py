@@ -1,0 +1,109 @@
+"""The serving choices made at start: the faster candidate is kept, a setting forces its choice, and the
+choices are exported."""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from service.inference import autotune
+from service.inference.autotune import plan_serving
+from service.inference.loader import LoadedModel, load_model
+from service.inference.model_dir import inspect_model_dir
+from service.inference.packed_linear import PackedLinear
+from service.settings import Settings
+from tests.conftest import auth
+from tests.prometheus_text import samples
+
+pytest_plugins = ["tests.inference_fixtures"]
+UNIT = 1e-4
+
+
+def loaded(path: Path) -> LoadedModel:
+    return load_model(inspect_model_dir(path), torch.device("cpu"), torch.float32)
+
+
+def packed_layers(model: torch.nn.Module) -> int:
+    return sum(isinstance(module, PackedLinear) for module in model.modules())
+
+
+def timings(monkeypatch: pytest.MonkeyPatch, packed: float, stock: float, wide: float, narrow: float,
+            batches: dict[int, float]) -> None:  # fmt: skip
+    """Replaces the probe's clock with these costs, in tenths of a millisecond per example. ``plan_serving``
+    times packed layers first, then stock, then batch sizes."""
+    calls: list[int] = []
+
+    def per_example(_: Any, size: int, threads: int) -> float:
+        calls.append(size)
+        return UNIT * (packed if len(calls) == 1 else stock if len(calls) == 2 else batches[size])
+
+    monkeypatch.setattr(autotune._Probe, "per_example", per_example)
+    monkeypatch.setattr(autotune._Probe, "lanes", lambda _, lanes, threads: UNIT * (wide if lanes == 1 else narrow))
+
+
+@pytest.mark.parametrize(
+    ("packed", "stock", "wide", "narrow", "batches", "expected"),
+    [
+        (1.0, 2.0, 1.0, 0.5, {8: 1.0, 16: 0.97, 32: 0.96}, (True, 2, 8)),
+        (2.0, 1.0, 0.5, 1.0, {8: 1.2, 16: 1.0, 32: 0.99}, (False, 1, 16)),
+        (1.0, 1.02, 1.0, 0.98, {8: 2.0, 16: 1.5, 32: 1.0}, (True, 1, 32)),
+    ],
+)
+def test_the_faster_candidate_is_kept(
+    monkeypatch: pytest.MonkeyPatch,
+    classifier_dir: Path,
+    make_settings: Callable[..., Settings],
+    packed: float,
+    stock: float,
+    wide: float,
+    narrow: float,
+    batches: dict[int, float],
+    expected: tuple[bool, int, int],
+) -> None:
+    timings(monkeypatch, packed, stock, wide, narrow, batches)
+    model = loaded(classifier_dir)
+    plan = plan_serving(model, make_settings(model_path=classifier_dir, torch_threads=2), 2)
+    assert (plan.packed_linear, plan.lanes, plan.max_batch_size) == expected
+    assert plan.chosen_by == {"packed_linear": "measured", "lanes": "measured", "max_batch_size": "measured"}
+    assert (packed_layers(model.model) > 0) is expected[0]
+    assert plan.timings_ms["packed"] == pytest.approx(packed * UNIT * 1000)
+    assert plan.timings_ms["stock"] == pytest.approx(stock * UNIT * 1000)
+
+
+def test_settings_force_their_choices_without_measuring(
+    monkeypatch: pytest.MonkeyPatch, classifier_dir: Path, make_settings: Callable[..., Settings]
+) -> None:
+    def never(*_: Any) -> float:
+        raise AssertionError("a forced choice was measured")
+
+    monkeypatch.setattr(autotune._Probe, "lanes", never)
+    for packed in (True, False):
+        model = loaded(classifier_dir)
+        settings = make_settings(
+            model_path=classifier_dir, packed_linear=packed, concurrent_batches=1, max_batch_size=12, torch_threads=2
+        )
+        # Only the "is one probe batch quick enough to tune" check may time a forward pass.
+        plan = plan_serving(model, settings, 2)
+        assert (plan.packed_linear, plan.lanes, plan.max_batch_size) == (packed, 1, 12)
+        assert set(plan.chosen_by.values()) == {"setting"}
+        assert (packed_layers(model.model) > 0) is packed
+
+
+def test_a_causal_lm_keeps_default_lanes_and_rows(copy_lm_dir: Path, make_settings: Callable[..., Settings]) -> None:
+    plan = plan_serving(loaded(copy_lm_dir), make_settings(model_path=copy_lm_dir, torch_threads=2), 2)
+    assert (plan.lanes, plan.max_batch_size) == (2, None)
+    assert plan.chosen_by["lanes"] == plan.chosen_by["max_batch_size"] == "default"
+    assert plan.chosen_by["packed_linear"] == "measured" and set(plan.timings_ms) == {"packed", "stock"}
+
+
+def test_the_choices_are_exported(classifier_dir: Path, serve: Callable[..., Any]) -> None:
+    with serve(classifier_dir, packed_linear=False, max_batch_size=12, concurrent_batches=1) as client:
+        text = client.get("/metrics", headers=auth("reader")).text
+    found = [labels for labels, _ in samples(text, "heldout_inference_config_info")]
+    assert any(
+        labels["packed_linear"] == "false" and labels["lanes"] == "1" and labels["max_batch_size"] == "12"
+        and labels["chosen_by"] == "packed_linear=setting,lanes=setting,max_batch_size=setting"
+        for labels in found
+    ), found
