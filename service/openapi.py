@@ -2,7 +2,7 @@
 
 FastAPI documents validation errors as its own ``HTTPValidationError`` JSON; heldout answers them
 as problem+json. Rather than repeating ``responses=`` on every route, the generated document is
-corrected once: 422 on anything with inputs, 401/403 on anything that needs a key, 400/413 on
+corrected once: 422 on anything with inputs, 401/403 on anything that needs a key, 400/413/415 on
 anything with a body.
 """
 
@@ -27,7 +27,7 @@ def _document(operation: dict[str, Any]) -> None:
     if operation.get("parameters") or operation.get("requestBody"):
         statuses.add(422)
     if operation.get("requestBody"):
-        statuses |= {400, 413}
+        statuses |= {400, 413, 415}
     if operation.get("security"):
         statuses |= {401, 403}
     for status in statuses:
