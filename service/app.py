@@ -17,7 +17,7 @@ from service.evaluations.telemetry import restore_metrics
 from service.inference.startup import model_check, start_inference, stop_inference
 from service.middleware import BodySizeLimit, HttpMetrics
 from service.monitoring.startup import start_monitoring, stop_monitoring
-from service.openapi import install_problem_docs
+from service.openapi import install_openapi
 from service.predict_fast_path import PredictFastPath
 from service.readiness import Readiness, database_check
 from service.request_guard import require_json_media_type
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.readiness.add("model", model_check(app))
 
     install_error_handlers(app)
-    install_problem_docs(app)
+    install_openapi(app)
     app.add_middleware(PredictFastPath)
     app.add_middleware(
         BodySizeLimit,
