@@ -23,6 +23,7 @@ from tests.live_server import served_in_thread
 from tests.tiny_models import SENTENCES, build_classifier
 
 SPLIT_SIZE = 60
+DRIFT_MIN_ROWS = 10
 SHELL_ENV = {"KEY": KEYS["evaluator"], "ADMIN_KEY": KEYS["admin"]}
 
 
@@ -50,10 +51,9 @@ def docs_server(data_dir: Path, **overrides: Any) -> Iterator[str]:
         "api_keys": env_keys(),
         "metric_workers": 1,
         "scoring_resamples": 200,
-        "max_resamples": 200,
         "evaluation_shard_size": 16,
         "evaluation_poll_s": 0.05,
-        "drift_min_rows": 10,
+        "drift_min_rows": DRIFT_MIN_ROWS,
         "drift_executor": "thread",
     }
     values.update(overrides)

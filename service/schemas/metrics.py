@@ -36,7 +36,6 @@ class ClassificationRequest(IntervalRequest):
                     "predictions": ["fresh", "rotten", "rotten", "fresh", "fresh", "rotten"],
                     "references": ["fresh", "rotten", "fresh", "fresh", "rotten", "rotten"],
                     "average": "macro",
-                    "n_resamples": 1000,
                 }
             ]
         }
