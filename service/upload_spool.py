@@ -15,6 +15,8 @@ from starlette.requests import Request
 from service.db.session import private_dir
 from service.errors import ProblemError
 
+MULTIPART = "multipart/form-data"
+
 
 def spool_dir(data_dir: Path) -> Path:
     return data_dir / "spool"
@@ -40,9 +42,12 @@ class _SpoolingParser(MultiPartParser):
 
 
 async def read_form(request: Request, data_dir: Path, max_files: int, max_fields: int, max_part_size: int) -> FormData:
-    """The request's form; files past 1 MiB spool (as unlinked files) to ``data_dir/spool``."""
-    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        return await request.form(max_files=max_files, max_fields=max_fields, max_part_size=max_part_size)
+    """The request's multipart form (415 for any other body); files past 1 MiB spool (as unlinked files) to
+    ``data_dir/spool``."""
+    sent = request.headers.get("content-type")
+    if not (sent or "").lower().startswith(MULTIPART):
+        message = f"a test-set upload is a {MULTIPART} body (curl -F); the body was sent as {sent or 'no media type'}"
+        raise ProblemError(415, message, headers={"Accept-Post": MULTIPART})
     parser = _SpoolingParser(
         request.headers,
         request,

@@ -114,7 +114,8 @@ def test_bad_requests_get_the_routes_problem_documents(
 def test_other_media_types_are_left_to_the_route(serve: ServeFactory, classifier_dir: Path) -> None:
     with serve(classifier_dir) as client:
         form = client.post("/v1/predict", headers=EVALUATOR, data={"inputs": "a"})
-    assert form.status_code == 422 and form.headers["content-type"] == "application/problem+json"
+    assert form.status_code == 415 and form.headers["content-type"] == "application/problem+json"
+    assert "application/json" in form.json()["detail"]
 
 
 def test_oversized_bodies_get_413_on_the_fast_path(serve: ServeFactory, classifier_dir: Path) -> None:

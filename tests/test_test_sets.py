@@ -160,7 +160,8 @@ def test_bad_forms_and_files_are_4xx(db_client: TestClient) -> None:
     assert upload(db_client, good, ladder_metric="bleu").status_code == 422
     assert upload(db_client, good, average="samples").status_code == 422
     assert upload(db_client, jsonl(records(20)), average="binary").status_code == 422
-    response = db_client.post("/v1/test-sets", headers=auth("admin"), data={"name": "x", "task": "classification"})
+    fields = {"name": (None, "x"), "task": (None, "classification")}  # multipart, without the file
+    response = db_client.post("/v1/test-sets", headers=auth("admin"), files=fields)
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "file"
     csv_missing = b"id,text\n1,hello\n"
     assert "'label' is missing" in upload(db_client, csv_missing, filename="s.csv").json()["detail"]

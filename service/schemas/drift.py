@@ -31,7 +31,7 @@ def _check_window(start: datetime | None, end: datetime | None) -> None:
 class ReferenceRequest(BaseModel):
     """Either a test set (the served classifier computes the features of its inputs) or a window of traffic."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra={"examples": [{"test_set": 1}]})
 
     test_set: int | None = Field(
         None, ge=1, le=2**31 - 1, description="Test set id; its inputs, never its labels, are used."
@@ -71,7 +71,7 @@ class CheckRequest(BaseModel):
     """Every field is optional: ``{}`` checks the served model's last HELDOUT_DRIFT_WINDOW against its newest
     reference."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra={"examples": [{"reference": 1}]})
 
     reference: int | None = Field(
         None, ge=1, le=2**31 - 1, description="Reference id; default the newest of the served model."

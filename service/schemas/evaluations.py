@@ -14,7 +14,7 @@ TestSetName = Annotated[str, Field(strict=True, min_length=1, max_length=100)]
 
 
 class EvaluationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"test_set": "rotten-tomatoes"}]})
 
     test_set: TestSetId | TestSetName = Field(description="A test set id, or a name for its latest version.")
     metrics: list[str] | None = Field(
@@ -70,7 +70,9 @@ class EvaluationList(BaseModel):
 
 
 class CompareRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"baseline": 1, "candidate": 2, "test": "paired_bootstrap"}]}
+    )
 
     baseline: int = Field(ge=1, le=MAX_ID)
     candidate: int = Field(ge=1, le=MAX_ID)

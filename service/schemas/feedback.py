@@ -18,7 +18,12 @@ class FeedbackItem(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"items": [{"prediction_id": "5a0c3a54-7a0e-4a43-9d43-5f4f2d9b8b1e", "label": "fresh"}]}]
+        },
+    )
 
     items: list[FeedbackItem] = Field(min_length=1, max_length=MAX_ITEMS)
 

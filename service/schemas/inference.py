@@ -28,7 +28,17 @@ class ModelInfo(BaseModel):
 
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "inputs": ["a gorgeous, witty, seductive movie.", "the plot is nothing but boilerplate cliches."],
+                    "return_scores": True,
+                }
+            ]
+        },
+    )
 
     inputs: list[InputText] = Field(min_length=1, description="Texts to classify (at most HELDOUT_MAX_INPUTS).")
     return_scores: bool = Field(False, description="Also return every label's probability.")
@@ -51,7 +61,10 @@ class PredictResponse(BaseModel):
 
 
 class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"inputs": ["Translate to French: cheese =>"], "max_new_tokens": 16}]},
+    )
 
     inputs: list[InputText] = Field(min_length=1, description="Prompts (at most HELDOUT_MAX_INPUTS).")
     max_new_tokens: int | None = Field(

@@ -29,6 +29,18 @@ class IntervalRequest(MetricRequest):
 
 
 class ClassificationRequest(IntervalRequest):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "predictions": ["fresh", "rotten", "rotten", "fresh", "fresh", "rotten"],
+                    "references": ["fresh", "rotten", "fresh", "fresh", "rotten", "rotten"],
+                    "average": "macro",
+                }
+            ]
+        }
+    )
+
     predictions: list[LabelOrLabels] = Field(
         description="One label per example, or a list of labels per example for multilabel."
     )
@@ -103,6 +115,18 @@ class TextOptions(BaseModel):
 
 
 class GenerationRequest(IntervalRequest, TextOptions):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "hypotheses": ["the cat sat on the mat", "a quick brown fox jumps over the lazy dog"],
+                    "references": ["the cat sat on the mat", "the quick brown fox jumped over the lazy dog"],
+                    "metrics": ["bleu", "chrf", "ter"],
+                }
+            ]
+        }
+    )
+
     hypotheses: list[StrictStr]
     references: list[Reference] = Field(description="Per hypothesis: one reference, or a list of them.")
     metrics: list[GenerationMetric] = Field(default_factory=_bleu_only, min_length=1)
@@ -132,6 +156,20 @@ class PairedRequest(MetricRequest):
 
 
 class GenerationCompareRequest(PairedRequest, TextOptions):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "task": "generation",
+                    "references": ["the cat sat on the mat", "it is raining today", "we won the match"],
+                    "baseline": ["a cat on a mat", "it rains", "we won"],
+                    "candidate": ["the cat sat on the mat", "it is raining", "we won the game"],
+                    "metrics": ["bleu", "chrf"],
+                }
+            ]
+        }
+    )
+
     task: Literal["generation"] = "generation"
     references: list[Reference]
     baseline: list[StrictStr]
@@ -140,6 +178,20 @@ class GenerationCompareRequest(PairedRequest, TextOptions):
 
 
 class ClassificationCompareRequest(PairedRequest):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "task": "classification",
+                    "references": ["fresh", "rotten", "fresh", "rotten", "fresh", "rotten"],
+                    "baseline": ["fresh", "fresh", "fresh", "rotten", "rotten", "rotten"],
+                    "candidate": ["fresh", "rotten", "fresh", "rotten", "rotten", "rotten"],
+                    "metrics": ["accuracy", "f1"],
+                }
+            ]
+        }
+    )
+
     task: Literal["classification"]
     references: list[LabelOrLabels] = Field(
         description="One label per example, or a list of labels per example for multilabel."

@@ -56,6 +56,20 @@ class SamplingFields(BaseModel):
 
 
 class CompletionRequest(SamplingFields):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "my-model",
+                    "prompt": "Translate to French: cheese =>",
+                    "max_tokens": 16,
+                    "temperature": 0,
+                    "stop": ["\n"],
+                }
+            ]
+        }
+    )
+
     prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1)] = Field(
         description="A prompt, or a list of prompts (one choice each, at most HELDOUT_MAX_INPUTS)."
     )
@@ -79,6 +93,19 @@ class ChatMessageIn(BaseModel):
 
 
 class ChatCompletionRequest(SamplingFields):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "my-model",
+                    "messages": [{"role": "user", "content": "Summarise in one line: the film is long but moving."}],
+                    "max_tokens": 64,
+                    "temperature": 0,
+                }
+            ]
+        }
+    )
+
     messages: list[ChatMessageIn] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, description="OpenAI's newer name for max_tokens; wins.")
 

@@ -1,4 +1,4 @@
-"""The problem+json body. ``service.openapi`` documents 400/401/403/413/422 on every operation;
+"""The problem+json body. ``service.openapi`` documents 400/401/403/413/415/422 on every operation;
 routes declare only their own extra statuses (404, 409, 429, ...) with ``problem_responses``."""
 
 from typing import Any

@@ -14,7 +14,12 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 class UploadForm(BaseModel):
     """The non-file fields of the multipart upload."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "my-set", "task": "classification", "ladder": True, "daily_budget": 20}]
+        },
+    )
 
     name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
     task: Literal["classification", "generation"]
@@ -34,12 +39,17 @@ FILE_FIELDS = ("file", "training_file", "training_fingerprints")
 
 
 def upload_openapi() -> dict[str, Any]:
-    """The multipart request body, documented by hand: the route parses it itself, after auth."""
+    """The multipart request body, documented by hand: the route parses it itself, after auth. Swagger UI
+    fills a form's fields from each property's ``example``, so the form's example is spread over them."""
     schema = UploadForm.model_json_schema()
     binary = {"type": "string", "format": "binary"}
+    (example,) = schema["examples"]
     properties = {
         "file": {**binary, "description": "The test set: JSONL or CSV records."},
-        **schema["properties"],
+        **{
+            name: {**field, "example": example[name]} if name in example else field
+            for name, field in schema["properties"].items()
+        },
         "training_file": {**binary, "description": "Training data (JSONL, CSV or .txt) for the contamination check."},
         "training_fingerprints": {**binary, "description": "One normalised-input sha256 per line, instead."},
     }
@@ -140,7 +150,12 @@ class InputsPage(BaseModel):
 
 
 class ScoreRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"predictions": {"rt-00000": "rotten", "rt-00001": "fresh", "rt-00002": "fresh"}}]
+        },
+    )
 
     predictions: dict[StrictStr, Label | list[Label]] = Field(
         description="{id: prediction} for every record: a label, a label list (multilabel) or a generated text."
