@@ -17,10 +17,12 @@ rows: its decoding steps are not classifier batches.
 """
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 import torch
@@ -54,6 +56,7 @@ class ServingPlan:
     """None: the engine's default for the model's task and device."""
     chosen_by: dict[str, Source] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    """Milliseconds per example of each candidate measured."""
 
     @property
     def threads_per_lane(self) -> int:
@@ -84,31 +87,36 @@ def plan_serving(loaded: LoadedModel, settings: Settings, default_lanes: int) ->
         if settings.packed_linear:
             chosen["packed_linear"] = "setting"
         elif packed:
-            packed_s = probe.per_example(BATCH_CAPS[0], threads)
-            packing.undo()
-            stock_s = probe.per_example(BATCH_CAPS[0], threads)
-            timings |= {"packed": packed_s * 1000, "stock": stock_s * 1000}
-            packed = packed_s <= stock_s * (1 + TOLERANCE)
-            if packed:
-                pack(loaded.model)
+
+            def kernel(use_packed: bool) -> float:
+                packing.use(use_packed)
+                return probe.per_example(BATCH_CAPS[0], threads)
+
+            costs = fastest({"packed": partial(kernel, True), "stock": partial(kernel, False)})
+            timings |= costs
+            packed = costs["packed"] <= costs["stock"] * (1 + TOLERANCE)
+            packing.use(packed)
             chosen["packed_linear"] = "measured"
 
     tunable = cpu and loaded.task.classifies and probe.fast_enough(probe.per_example(BATCH_CAPS[0], threads))
     lanes = settings.concurrent_batches or default_lanes
     chosen["lanes"] = "setting" if settings.concurrent_batches else "default"
     if tunable and settings.concurrent_batches is None and threads >= 2:
-        wide_s, narrow_s = probe.lanes(1, threads), probe.lanes(2, threads)
-        timings |= {"one wide lane": wide_s * 1000, "two narrow lanes": narrow_s * 1000}
-        lanes = 2 if narrow_s < wide_s * (1 - TOLERANCE) else 1
+        costs = fastest(
+            {"one wide lane": partial(probe.lanes, 1, threads), "two narrow lanes": partial(probe.lanes, 2, threads)}
+        )
+        timings |= costs
+        lanes = 2 if costs["two narrow lanes"] < costs["one wide lane"] * (1 - TOLERANCE) else 1
         chosen["lanes"] = "measured"
 
     batch = settings.max_batch_size
     chosen["max_batch_size"] = "setting" if batch else "default"
     if tunable and batch is None:
-        costs = {size: probe.per_example(size, max(1, threads // lanes)) for size in BATCH_CAPS}
-        timings |= {f"batch {size}": seconds * 1000 for size, seconds in costs.items()}
+        per_lane = max(1, threads // lanes)
+        costs = fastest({f"batch {size}": partial(probe.per_example, size, per_lane) for size in BATCH_CAPS})
+        timings |= costs
         best = min(costs.values())
-        batch = next(size for size in BATCH_CAPS if costs[size] <= best * (1 + TOLERANCE))
+        batch = next(size for size in BATCH_CAPS if costs[f"batch {size}"] <= best * (1 + TOLERANCE))
         chosen["max_batch_size"] = "measured"
     return ServingPlan(packed, lanes, threads, batch, chosen, timings)
 
@@ -127,16 +135,17 @@ class _Probe:
         return per_example_s * BATCH_CAPS[-1] <= SLOW_PROBE_S
 
     def per_example(self, size: int, threads: int) -> float:
+        """Seconds per example of one probe batch, after one untimed pass."""
         forward = self._forward(size)
         torch.set_num_threads(threads)
         forward()
-        return min(_timed(forward) for _ in range(REPEATS)) / size
+        return _timed(forward) / size
 
     def lanes(self, lanes: int, threads: int) -> float:
-        """Seconds per example of ``2 × REPEATS`` probe batches of the smallest cap over ``lanes`` lanes."""
+        """Seconds per example of two probe batches of the smallest cap over ``lanes`` lanes."""
         forward = self._forward(BATCH_CAPS[0])
         per_lane = max(1, threads // lanes)
-        batches = 2 * REPEATS
+        batches = 2
 
         def run(count: int) -> None:
             torch.set_num_threads(per_lane)  # per thread: each lane's worker sets its own
@@ -161,6 +170,16 @@ class _Probe:
                 self._model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra)
 
         return forward
+
+
+def fastest(candidates: dict[str, Callable[[], float]]) -> dict[str, float]:
+    """The best of ``REPEATS`` timings of each candidate, in milliseconds per example, taken in turns so that
+    a machine whose speed drifts favours none of them."""
+    best = dict.fromkeys(candidates, math.inf)
+    for _ in range(REPEATS):
+        for name, measure in candidates.items():
+            best[name] = min(best[name], measure() * 1000)
+    return best
 
 
 def _timed(action: Callable[[], None]) -> float:

@@ -71,16 +71,25 @@ class Packing:
     """The layers one packing swapped, so that it can be undone: what the autotuner does when the stock
     layers measure faster. Holding it keeps the plain layers' weights alive; drop it once decided."""
 
-    def __init__(self, swapped: list[tuple[nn.Module, str, nn.Module]]) -> None:
-        self._swapped = swapped
+    def __init__(self) -> None:
+        self._swapped: list[tuple[nn.Module, str, nn.Module, nn.Module]] = []
+        """(parent, attribute, plain layer, packed layer)."""
 
     @property
     def count(self) -> int:
         return len(self._swapped)
 
+    def swap(self, parent: nn.Module, name: str, plain: nn.Module, packed: nn.Module) -> None:
+        setattr(parent, name, packed)
+        self._swapped.append((parent, name, plain, packed))
+
+    def use(self, packed: bool) -> None:
+        """Puts the packed (or the plain) layers in place; either way both stay alive."""
+        for parent, name, plain, packed_layer in self._swapped:
+            setattr(parent, name, packed_layer if packed else plain)
+
     def undo(self) -> None:
-        for parent, name, child in self._swapped:
-            setattr(parent, name, child)
+        self.use(False)
         self._swapped = []
 
 
@@ -91,18 +100,17 @@ def pack(model: PreTrainedModel) -> Packing:
     second copy of the largest matrix in the model.
     """
     if not torch.backends.mkldnn.is_available():
-        return Packing([])
+        return Packing()
     uses = Counter(p.data_ptr() for _, p in model.named_parameters(remove_duplicate=False))
     shared = {pointer for pointer, n in uses.items() if n > 1}
-    packing = Packing([])
+    packing = Packing()
     try:
         expected = _probe(model)
         for parent in list(model.modules()):
             for name, child in list(parent.named_children()):
                 found = _as_linear(child, shared)
                 if found is not None:
-                    setattr(parent, name, PackedLinear(*found))
-                    packing._swapped.append((parent, name, child))
+                    packing.swap(parent, name, child, PackedLinear(*found))
         same = torch.allclose(_probe(model), expected, rtol=RTOL, atol=ATOL)
         reason = "its outputs differ from the plain model's"
     except Exception as exc:  # an optimisation only: whatever goes wrong, serve the plain model
