@@ -25,14 +25,13 @@ server shares. All servers get the offline measurement's torch threads.
 This machine's speed drifts within a minute, so, as in benchmarks/serving.py, ratios are taken within each
 round between neighbouring measurements (offline just before and after heldout's top load level, the plain
 servers right after it) and the verdicts use the median over rounds.
-Usage: ``python benchmarks/llm.py [--duration 10] [--rounds 3] [--concurrency 1,8,32]``.
+Usage: ``python -m benchmarks.llm [--duration 10] [--rounds 3] [--concurrency 1,8,32]``.
 """
 
 import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import socket
 import statistics
@@ -50,6 +49,7 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from benchmarks.machine import describe
 from service.inference.packed_linear import pack_linears
 
 API_KEY = "benchmark-evaluator-key"
@@ -380,18 +380,8 @@ def median_load(loads: list[Load]) -> Load:
     )
 
 
-def cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
-
-
 def header(threads: int, layers: int, width: int, requests: list[Request]) -> None:
-    build = f"MKL {torch.backends.mkl.is_available()}, oneDNN {torch.backends.mkldnn.is_available()}"
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()}")
-    print(f"torch {torch.__version__} ({build}), {threads} torch threads, transformers {transformers.__version__}")
+    print(f"{describe(threads)}, transformers {transformers.__version__}")
     tokens = sorted(r.max_tokens for r in requests)
     print(
         f"model: GPT-2, {layers} layers, width {width}, random weights; {len(requests)} requests, max_tokens "
@@ -440,7 +430,8 @@ def main() -> None:
             check_streams(servers[0], requests[0])
             for name, flags in (("plain FastAPI, def", []), ("plain FastAPI, async def", ["--async-def"])):
                 port = free_port()
-                command = [sys.executable, __file__, "--threads", str(args.threads), "--model-dir", str(model_dir)]
+                command = [sys.executable, "-m", "benchmarks.llm", "--threads", str(args.threads)]
+                command += ["--model-dir", str(model_dir)]
                 servers.append(start(name, [*command, *flags, "--plain-server", str(port)], env, port, "/healthz"))
                 check_streams(servers[-1], requests[0])
             run_rounds(args, servers, models, requests, levels)

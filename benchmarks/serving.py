@@ -7,15 +7,17 @@
 * plain FastAPI: a bare endpoint doing one tokenize+forward per request, served by uvicorn, both as a
   ``def`` endpoint (FastAPI runs it in its thread pool, so forwards overlap) and as an ``async def``
   endpoint (forwards run one at a time on the event loop);
-* heldout: ``heldout serve --model <demo>``, clients sending one sentence per request; also, at the top
-  load level only, with ``HELDOUT_PACKED_LINEAR=false``, to show what batching alone gives.
+* heldout: ``heldout serve --model <demo>``, clients sending one sentence per request, with the choices
+  its autotuner made at start (read back from ``heldout_inference_config_info``); also, at the top load
+  level only, with the other linear kernel forced by ``HELDOUT_PACKED_LINEAR``, to show what the choice
+  is worth.
 
 Clients are keep-alive connections driven by a minimal asyncio HTTP/1.1 client, so the load generator
 costs little CPU next to the server. All servers get the same number of torch threads as the offline
 measurement. This machine's speed drifts by tens of percent within a minute, so ratios are taken within
 each round between neighbouring measurements (the offline limit just before and just after heldout's
 top load level; the plain servers right after it), and the verdicts use the median ratio over rounds.
-Usage: ``python benchmarks/serving.py [--duration 15] [--concurrency 1,8,64]``.
+Usage: ``python -m benchmarks.serving [--duration 15] [--concurrency 1,8,64]``.
 """
 
 import argparse
@@ -36,14 +38,15 @@ from tempfile import TemporaryDirectory
 
 import httpx
 import torch
+from prometheus_client.parser import text_string_to_metric_families
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from benchmarks.machine import describe
 from service.inference.demo import ensure_demo_model
 from service.inference.demo_data import TEST_SET_FILE
 from service.inference.packed_linear import pack_linears
 
 API_KEY = "benchmark-evaluator-key"
-STOCK_HELDOUT = "heldout, HELDOUT_PACKED_LINEAR=false"
 BATCH_SIZES = (8, 16, 32, 64)
 
 
@@ -205,6 +208,20 @@ def http_requests(texts: list[str], path: str) -> list[bytes]:
     return out
 
 
+def autotuned(port: int) -> dict[str, object]:
+    """The serving choices a heldout server made at start, from its ``heldout_inference_config_info``."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    info = next(f for f in text_string_to_metric_families(text) if f.name == "heldout_inference_config_info")
+    labels = info.samples[0].labels
+    return {
+        "packed_linear": labels["packed_linear"] == "true",
+        "lanes": int(labels["lanes"]),
+        "threads_per_lane": int(labels["threads_per_lane"]),
+        "max_batch_size": int(labels["max_batch_size"]),
+        "chosen_by": labels["chosen_by"],
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -305,7 +322,8 @@ def main() -> None:
     rows = (model_dir / TEST_SET_FILE).read_text().splitlines()[: args.inputs]
     texts = [json.loads(row)["text"] for row in rows]
     requests = http_requests(texts, "/v1/predict")
-    print(f"{len(texts)} sentences, {args.threads} torch threads, {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    print(describe(args.threads))
+    print(f"{len(texts)} sentences", flush=True)
 
     with TemporaryDirectory() as scratch:
         env = {
@@ -317,14 +335,19 @@ def main() -> None:
         }
         env.pop("HELDOUT_DATABASE_URL", None)
         servers = []
-        for name, packed in (("heldout", "true"), (STOCK_HELDOUT, "false")):
-            port = free_port()
-            command = [sys.executable, "-m", "service.cli", "serve", "--model", str(model_dir), "--port", str(port)]
-            process = start(command, {**env, "HELDOUT_PACKED_LINEAR": packed}, port, "/readyz")
-            servers.append(Server(name, port, process))
+        port = free_port()
+        command = [sys.executable, "-m", "service.cli", "serve", "--model", str(model_dir), "--port"]
+        servers = [Server("heldout", port, start([*command, str(port)], env, port, "/readyz"))]
+        choices = autotuned(port)
+        print(f"heldout's autotuner chose: {choices}", flush=True)
+        other = str(not choices["packed_linear"]).lower()
+        port = free_port()
+        process = start([*command, str(port)], {**env, "HELDOUT_PACKED_LINEAR": other}, port, "/readyz")
+        servers.append(Server(f"heldout, HELDOUT_PACKED_LINEAR={other}", port, process))
         for name, flags in (("plain FastAPI, def", []), ("plain FastAPI, async def", ["--async-def"])):
             port = free_port()
-            command = [sys.executable, __file__, "--data-dir", str(args.data_dir), "--threads", str(args.threads)]
+            command = [sys.executable, "-m", "benchmarks.serving", "--data-dir", str(args.data_dir)]
+            command += ["--threads", str(args.threads)]
             servers.append(
                 Server(name, port, start([*command, *flags, "--plain-server", str(port)], env, port, "/healthz"))
             )
@@ -332,7 +355,7 @@ def main() -> None:
         singles: dict[bool, list[float]] = {False: [], True: []}
         loads: dict[tuple[str, int], list[Load]] = {}
         ratios: list[tuple[float, float]] = []
-        heldout, stock_heldout, plains = servers[0], servers[1], servers[2:]
+        heldout, other_kernel, plains = servers[0], servers[1], servers[2:]
 
         def measured(server: Server, concurrency: int) -> Load:
             load = measure(server, requests, concurrency, args.duration)
@@ -353,7 +376,7 @@ def main() -> None:
                 after = offline_limit(models, texts, args.duration / 2, args.threads, only=before)
                 limits.append(replace(before, throughput=(before.throughput + after.throughput) / 2))
                 print(f"  offline {before} before, {after.throughput:.1f}/s after", flush=True)
-                measured(stock_heldout, levels[-1])
+                measured(other_kernel, levels[-1])
                 fastest_plain = max(measured(server, levels[-1]).throughput for server in plains)
                 ratios.append((top.throughput / limits[-1].throughput, top.throughput / fastest_plain))
         finally:
