@@ -9,10 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import sacrebleu
 import torch
 from fastapi.testclient import TestClient
+from rouge_score import rouge_scorer
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.preprocessing import MultiLabelBinarizer
 from sqlalchemy import func, select
@@ -20,6 +22,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from metrics.evaluate_modules import module_path
 from service.db.models import PredictionLogEntry
+from service.test_sets.config import GENERATION_METRICS
 from tests.conftest import auth
 from tests.fixtures_test_sets import jsonl, uploaded
 from tests.inference_fixtures import CLASSIFIER_LABELS, MULTI_LABELS
@@ -260,3 +263,10 @@ def test_multilabel_and_generation_models(
     assert result["metrics"]["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hypotheses, references).score, abs=1e-9)
     assert result["metrics"]["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hypotheses, references).score, abs=1e-9)
     assert result["metrics"]["ter"] == pytest.approx(sacrebleu.corpus_ter(hypotheses, references).score, abs=1e-9)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"])
+    rouge = [scorer.score(c["reference"], h) for c, h in zip(copies, hypotheses, strict=True)]
+    for name in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+        assert result["metrics"][name] == pytest.approx(100 * np.mean([s[name].fmeasure for s in rouge]), abs=1e-9)
+    matches = [h.strip() == c["reference"].strip() for c, h in zip(copies, hypotheses, strict=True)]
+    assert result["metrics"]["exact_match"] == pytest.approx(100 * np.mean(matches), abs=1e-9)
+    assert set(result["intervals"]) == set(GENERATION_METRICS)

@@ -20,7 +20,8 @@ class EvaluationRequest(BaseModel):
     metrics: list[str] | None = Field(
         None,
         min_length=1,
-        description="Default: all of the task's (accuracy, precision, recall, f1 / bleu, chrf, ter).",
+        description="Default: all of the task's (accuracy, precision, recall, f1 / bleu, chrf, ter, rouge1, rouge2, "
+        "rougeL, rougeLsum, exact_match).",
     )
     extra_metrics: list[str] = Field(
         default_factory=list, description="Paths of local evaluate modules, from HELDOUT_EVALUATE_MODULES."

@@ -137,6 +137,10 @@ def classification_options(target: SetTargets) -> dict[str, Any]:
     }
 
 
+def generation_options(target: SetTargets) -> dict[str, Any]:
+    return {"rouge_tokenize": target.config.rouge_tokenize, "rouge_stemmer": target.config.rouge_stemmer}
+
+
 def report(
     predictions: list[Any],
     target: SetTargets,
@@ -165,6 +169,7 @@ def report(
         predictions,
         target.targets,
         metrics=names,
+        **generation_options(target),
         confidence_level=CONFIDENCE_LEVEL,
         n_resamples=n_resamples,
         seed=SEED,
