@@ -116,13 +116,12 @@ def _positions(db: Database, test_set_id: int, ids: list[str]) -> dict[str, int]
     found: dict[str, int] = {}
     with db.session() as session:
         for batch in _batches(ids):
-            found.update(
-                session.execute(
-                    select(TestRecord.record_id, TestRecord.position).where(
-                        TestRecord.test_set_id == test_set_id, TestRecord.record_id.in_(batch)
-                    )
-                ).tuples()
+            rows = session.execute(
+                select(TestRecord.record_id, TestRecord.position).where(
+                    TestRecord.test_set_id == test_set_id, TestRecord.record_id.in_(batch)
+                )
             )
+            found.update((record_id, position) for record_id, position in rows)
     return found
 
 
