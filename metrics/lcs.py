@@ -20,9 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from metrics.cancel import checkpoint
+from metrics.errors import MetricInputError
 
 WORD = 64
 _ONE = np.uint64(1)
+# Match-mask words (8 bytes each) held at once: pairs go through in batches of about this many.
+BATCH_WORDS = 4_000_000
+# One pair's match masks alone, in words: past it ROUGE-L is refused (rouge-score's table would hold 64x more cells).
+MAX_PAIR_WORDS = 2**24
 
 
 @dataclass(frozen=True)
@@ -57,17 +62,34 @@ class _Group:
     """Pairs still running at each step: a prefix of ``pairs``."""
 
 
+def _group(pairs: np.ndarray, words: int, lengths: np.ndarray) -> _Group:
+    # lengths is descending: the pairs running at step j are those longer than j.
+    running = np.searchsorted(-lengths, -np.arange(int(lengths[0])), side="left")
+    return _Group(pairs, words, np.concatenate([[0], np.cumsum(running)]), running)
+
+
 def _groups(seqs: SequencePairs) -> Iterator[_Group]:
+    """Pairs by reference words, in batches of at most BATCH_WORDS match-mask words (one pair at least)."""
     live = np.flatnonzero((seqs.ref_len > 0) & (seqs.can_len > 0))
     words = (seqs.ref_len[live] + WORD - 1) // WORD
+    if live.size and int((words * seqs.can_len[live]).max()) > MAX_PAIR_WORDS:
+        raise MetricInputError(
+            f"a reference and hypothesis too long for ROUGE-L: their token counts multiply to more than "
+            f"{MAX_PAIR_WORDS * WORD:,}; split the segment"
+        )
     for w in np.unique(words):
         group = live[words == w]
         group = group[np.argsort(-seqs.can_len[group], kind="stable")]
         lengths = seqs.can_len[group]
-        # lengths is descending: the pairs running at step j are those longer than j.
-        running = np.searchsorted(-lengths, -np.arange(int(lengths[0])), side="left")
-        step_start = np.concatenate([[0], np.cumsum(running)])
-        yield _Group(group, int(w), step_start, running)
+        batch = np.cumsum(lengths * w) // BATCH_WORDS
+        for start, stop in zip(*_runs(batch), strict=True):
+            yield _group(group[start:stop], int(w), lengths[start:stop])
+
+
+def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop of each run of equal values in a sorted array."""
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    return starts, np.append(starts[1:], keys.size)
 
 
 def _match_masks(seqs: SequencePairs, group: _Group) -> np.ndarray:

@@ -12,7 +12,7 @@ from rouge_score import rouge_scorer
 from rouge_score.scoring import Score
 from rouge_score.tokenizers import Tokenizer
 
-from metrics import generation_stats
+from metrics import generation_stats, lcs
 from metrics.errors import MetricInputError
 from metrics.exact_match import ExactMatchSpec, exact_match_statistics
 from metrics.generation import SENTENCE_BLEU_WARNING, generation_report
@@ -126,7 +126,11 @@ def test_default_tokenizer_drops_what_rouge_score_drops() -> None:
     assert stats[0][0, :2, 1].tolist() == [0.0, 0.0] and stats[0][0, 2:, 1].tolist() == [1.0, 1.0]
 
 
-def test_bit_parallel_lcs_equals_rouge_scores_table_and_backtrack() -> None:
+@pytest.mark.parametrize("batch_words", [lcs.BATCH_WORDS, 50])
+def test_bit_parallel_lcs_equals_rouge_scores_table_and_backtrack(
+    batch_words: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lcs, "BATCH_WORDS", batch_words)
     rng = random.Random(3)
     refs = [
         [rng.randrange(rng.randint(1, 6)) for _ in range(rng.choice([0, 1, 5, 40, 63, 64, 65, 129]))]
@@ -152,6 +156,14 @@ def test_bit_parallel_lcs_equals_rouge_scores_table_and_backtrack() -> None:
     for k, (ref, can) in enumerate(zip(refs, cans, strict=True)):
         assert lengths[k] == (rouge_scorer._lcs_table(ref, can)[-1][-1] if ref and can else 0)
         assert sorted(offsets[pairs == k].tolist()) == (rouge_scorer.lcs_ind(ref, can) if ref and can else [])
+
+
+def test_rouge_l_of_segments_too_long_for_the_table_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lcs, "MAX_PAIR_WORDS", 100)
+    allowed = generation_report(["a " * 40], ["a " * 100], metrics=["rougeL"])["rougeL"].score
+    assert allowed == pytest.approx(100 * 2 * 0.4 / 1.4)
+    with pytest.raises(MetricInputError, match="too long for ROUGE-L"):
+        generation_report(["a " * 120], ["a " * 100], metrics=["rougeL"])
 
 
 def test_report_is_100_times_the_mean_of_rouge_scores_f_measures() -> None:
