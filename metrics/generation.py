@@ -1,9 +1,12 @@
-"""Corpus BLEU, chrF and TER equal to sacrebleu's, with sentence scores and bootstrap intervals.
+"""Corpus BLEU, chrF and TER equal to sacrebleu's, ROUGE equal to rouge-score's and exact match, with
+sentence scores and bootstrap intervals.
 
 Point scores go through sacrebleu's own ``_compute_score_from_stats`` on the summed per-segment
-statistics, so they are sacrebleu's numbers. Bootstrap resamples and sentence scores need thousands
-of scores at once: ``bleu_arrays``, ``chrf_scores`` and ``ter_scores`` replay sacrebleu's formulas
-over a leading batch axis in numpy, in the same floating-point operation order.
+statistics, so they are sacrebleu's numbers. ROUGE and exact match are means over segments (ROUGE:
+of rouge-score's per-segment F-measure), so their summed statistics give them directly. Bootstrap
+resamples and sentence scores need thousands of scores at once: ``bleu_arrays``, ``chrf_scores`` and
+``ter_scores`` replay sacrebleu's formulas over a leading batch axis in numpy, in the same
+floating-point operation order.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sacrebleu.metrics import BLEU
 
 from metrics.bootstrap import Interval, make_rng, percentile_interval, resampled_sums
 from metrics.errors import MetricInputError
+from metrics.exact_match import ExactMatchSpec
 from metrics.generation_stats import (
     BleuSpec,
     ChrfSpec,
@@ -31,8 +35,13 @@ from metrics.generation_stats import (
     signature,
 )
 from metrics.options import check_confidence_level, check_metric_names, check_resamples, check_seed
+from metrics.rouge import ROUGE_TYPES, RougeSpec, check_rouge_options
 
-METRICS = ("bleu", "chrf", "ter")
+METRICS = ("bleu", "chrf", "ter", *ROUGE_TYPES, "exact_match")
+SENTENCE_BLEU_WARNING = (
+    "sentence-level BLEU correlates poorly with human judgement: BLEU tracks it at the corpus level only "
+    "(Koehn); use chrF for sentence scores"
+)
 CHRF_WORD_ORDERS = (0, 2)
 # Bootstrap resamples per task: fixed, so results do not depend on the worker count.
 RESAMPLE_BLOCK = 250
@@ -53,6 +62,19 @@ class MetricScore:
     ref_len: int | None = None
     sentence_scores: list[float] | None = None
     interval: Interval | None = None
+    precision: float | None = None
+    recall: float | None = None
+    warnings: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class MeanScore:
+    """A metric that is 100 x the mean of a per-segment value; ROUGE also reports mean precision and recall."""
+
+    name: str
+    score: float
+    precision: float | None = None
+    recall: float | None = None
 
 
 @dataclass(frozen=True)
@@ -146,8 +168,17 @@ def ter_scores(stats: np.ndarray) -> np.ndarray:
     return 100 * fraction
 
 
+def mean_scores(sums: np.ndarray, column: int) -> np.ndarray:
+    """100 x column / count over rows of summed ``[count, ...]`` statistics."""
+    s = np.atleast_2d(np.asarray(sums, dtype=np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 100 * s[:, column] / s[:, 0]
+
+
 def score_function(spec: MetricSpec) -> ScoreFn:
     """Summed statistics (m, width) -> scores (m,), for resampling."""
+    if isinstance(spec, RougeSpec | ExactMatchSpec):
+        return lambda stats: mean_scores(stats, 1)
     if isinstance(spec, BleuSpec):
         return lambda stats: bleu_arrays(stats, spec).score
     if isinstance(spec, ChrfSpec):
@@ -167,7 +198,13 @@ def corpus_totals(stats: np.ndarray) -> list[Any]:
 
 
 def point_score(spec: MetricSpec, stats: np.ndarray) -> Any:
-    """sacrebleu's own Score object from per-segment statistics (n, width)."""
+    """sacrebleu's own Score object from per-segment statistics (n, width); a MeanScore for ROUGE and exact match."""
+    if isinstance(spec, RougeSpec):
+        sums = stats.sum(axis=0, dtype=np.float64)[None]
+        f, precision, recall = (float(mean_scores(sums, column)[0]) for column in (1, 2, 3))
+        return MeanScore(spec.rouge_type, f, precision, recall)
+    if isinstance(spec, ExactMatchSpec):
+        return MeanScore(spec.name, float(mean_scores(stats.sum(axis=0, dtype=np.float64)[None], 1)[0]))
     return spec.build()._compute_score_from_stats(corpus_totals(stats))
 
 
@@ -208,9 +245,15 @@ def check_references(references: Any, n: int) -> References:
 
 
 def metric_specs(
-    names: Sequence[str], tokenize: str, lowercase: bool, chrf_word_order: int
+    names: Sequence[str],
+    tokenize: str,
+    lowercase: bool,
+    chrf_word_order: int,
+    rouge_stemmer: bool = False,
+    rouge_tokenize: str = "default",
 ) -> list[MetricSpec]:
-    """sacrebleu's default settings for each metric; TER keeps its defaults (case-insensitive)."""
+    """sacrebleu's default settings for each metric; TER keeps its defaults (case-insensitive). ROUGE takes
+    rouge-score's options; ``lowercase`` also lowercases exact match and the whitespace ROUGE tokenizer."""
     if not isinstance(tokenize, str):
         raise MetricInputError("tokenize must be a tokenizer name", "tokenize")
     check_tokenizer(tokenize)
@@ -218,11 +261,15 @@ def metric_specs(
         raise MetricInputError("lowercase must be a boolean", "lowercase")
     if isinstance(chrf_word_order, bool) or chrf_word_order not in CHRF_WORD_ORDERS:
         raise MetricInputError("chrf_word_order must be 0 (chrF) or 2 (chrF++)", "chrf_word_order")
+    check_rouge_options(rouge_tokenize, rouge_stemmer)
     by_name: dict[str, MetricSpec] = {
         "bleu": BleuSpec(tokenize=tokenize, lowercase=lowercase),
         "chrf": ChrfSpec(word_order=chrf_word_order, lowercase=lowercase),
         "ter": TerSpec(),
+        "exact_match": ExactMatchSpec(lowercase=lowercase),
     }
+    for rouge_type in ROUGE_TYPES:
+        by_name[rouge_type] = RougeSpec(rouge_type, rouge_stemmer, rouge_tokenize, lowercase)
     return [by_name[name] for name in names]
 
 
@@ -238,6 +285,16 @@ def _metric_score(
 ) -> MetricScore:
     score = point_score(spec, stats)
     sentences = score_function(sentence_spec(spec))(stats).tolist() if sentence_level else None
+    if isinstance(score, MeanScore):
+        return MetricScore(
+            score.name,
+            score.score,
+            sig,
+            sentence_scores=sentences,
+            interval=interval,
+            precision=score.precision,
+            recall=score.recall,
+        )
     if isinstance(spec, BleuSpec):
         return MetricScore(
             score.name,
@@ -249,6 +306,7 @@ def _metric_score(
             ref_len=int(score.ref_len),
             sentence_scores=sentences,
             interval=interval,
+            warnings=[SENTENCE_BLEU_WARNING] if sentence_level else None,
         )
     return MetricScore(score.name, float(score.score), sig, sentence_scores=sentences, interval=interval)
 
@@ -264,6 +322,11 @@ def bootstrap_sums(stats: np.ndarray, n_resamples: int, seed: int | None, worker
     return np.concatenate(run_tasks(resampled_sums, tasks, workers, inline=inline), axis=0)
 
 
+def scored_width(spec: MetricSpec) -> int:
+    """The leading statistic columns a metric's score depends on; the rest feed point estimates only."""
+    return spec.scored_width if isinstance(spec, RougeSpec | ExactMatchSpec) else spec.width
+
+
 def bootstrap_intervals(
     specs: Sequence[MetricSpec],
     stats: Sequence[np.ndarray],
@@ -272,9 +335,10 @@ def bootstrap_intervals(
     level: float,
     workers: int,
 ) -> list[Interval]:
-    """Percentile intervals from one set of resamples shared by all metrics (all statistics side by side)."""
-    widths = np.cumsum([0] + [spec.width for spec in specs])
-    sums = bootstrap_sums(np.hstack(stats), n_resamples, seed, workers)
+    """Percentile intervals from one set of resamples shared by all metrics (their scored columns side by side)."""
+    widths = np.cumsum([0] + [scored_width(spec) for spec in specs])
+    scored = [stat[:, : scored_width(spec)] for spec, stat in zip(specs, stats, strict=True)]
+    sums = bootstrap_sums(np.hstack(scored), n_resamples, seed, workers)
     return [
         percentile_interval(score_function(spec)(sums[:, start:stop]), level)
         for spec, start, stop in zip(specs, widths[:-1], widths[1:], strict=True)
@@ -289,6 +353,8 @@ def generation_report(
     tokenize: str = "13a",
     lowercase: bool = False,
     chrf_word_order: int = 0,
+    rouge_stemmer: bool = False,
+    rouge_tokenize: str = "default",
     sentence_level: bool = False,
     confidence_level: float = 0.95,
     n_resamples: int = 0,
@@ -300,12 +366,12 @@ def generation_report(
     """Corpus scores keyed by requested metric name, each with sacrebleu's signature.
 
     ``n_resamples > 0`` adds a percentile bootstrap interval (the signature then carries ``bs`` and
-    ``seed`` as sacrebleu's does); ``sentence_level`` adds per-segment scores.
+    ``seed`` as sacrebleu's does); ``sentence_level`` adds per-segment scores (and, for BLEU, a warning).
     """
     hyps = check_segments(hypotheses, "hypotheses", max_segments)
     refs = check_references(references, len(hyps))
     names = check_metric_names(metrics, METRICS)
-    specs = metric_specs(names, tokenize, lowercase, chrf_word_order)
+    specs = metric_specs(names, tokenize, lowercase, chrf_word_order, rouge_stemmer, rouge_tokenize)
     n_resamples = check_resamples(n_resamples, max_resamples, minimum=0)
     level = check_confidence_level(confidence_level)
     seed = check_seed(seed)

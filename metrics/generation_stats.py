@@ -1,4 +1,5 @@
-"""Per-segment sufficient statistics for BLEU, chrF and TER, extracted in parallel in bounded chunks.
+"""Per-segment sufficient statistics for BLEU, chrF, TER, ROUGE and exact match, extracted in parallel in
+bounded chunks.
 
 sacrebleu scores a corpus from per-segment statistics, but extracts them in one process and builds
 every reference's n-grams up front (chrF: gigabytes for 100k segments). Here statistics are extracted
@@ -10,7 +11,8 @@ chrF and TER statistics come from sacrebleu's own ``_extract_reference_info`` an
 ``_compute_segment_statistics``. BLEU keeps sacrebleu's tokenizers and closest-length rule, but 13a
 tokenizes a whole chunk in one pass of its rules and n-grams are counted for the whole chunk with
 numpy group-bys: sacrebleu's per-segment regex templates and n-gram Counters are most of BLEU's time.
-The tests check every statistic against sacrebleu's own methods.
+The tests check every statistic against sacrebleu's own methods. ROUGE (``metrics.rouge``) and exact
+match (``metrics.exact_match``) have their own extraction, run in the same chunks.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from threadpoolctl import threadpool_limits
 
 from metrics.cancel import checkpoint
 from metrics.errors import MetricInputError
+from metrics.exact_match import ExactMatchSpec, exact_match_statistics
+from metrics.rouge import RougeSpec, rouge_statistics
 
 # Segments per task: large enough to amortise inter-process transfer, small enough to bound memory.
 CHUNK_SEGMENTS = 5_000
@@ -131,7 +135,7 @@ class TerSpec:
         )
 
 
-MetricSpec = BleuSpec | ChrfSpec | TerSpec
+MetricSpec = BleuSpec | ChrfSpec | TerSpec | RougeSpec | ExactMatchSpec
 
 
 def check_tokenizer(name: str) -> None:
@@ -149,7 +153,10 @@ def check_tokenizer(name: str) -> None:
 
 
 def signature(spec: MetricSpec, num_refs: int, extra: dict[str, Any] | None = None) -> str:
-    """sacrebleu's own signature string; ``num_refs`` is -1 when examples have varying counts."""
+    """sacrebleu's own signature string (ROUGE and exact match: the same format, their own fields); ``num_refs``
+    is -1 when examples have varying counts."""
+    if isinstance(spec, RougeSpec | ExactMatchSpec):
+        return "|".join([spec.signature(num_refs), *(f"{key}:{value}" for key, value in (extra or {}).items())])
     metric = spec.build()
     metric.num_refs = num_refs
     sig = metric.get_signature()
@@ -399,8 +406,16 @@ def chunk_statistics(
     specs: tuple[MetricSpec, ...], systems: tuple[Sequence[str], ...], references: References
 ) -> list[np.ndarray]:
     """One (n_systems, n_segments, width) array per spec; each reference is processed once for all systems."""
+    rouge_specs = [spec for spec in specs if isinstance(spec, RougeSpec)]
+    rouge = dict(zip(rouge_specs, rouge_statistics(rouge_specs, systems, references), strict=True))
     out = []
     for spec in specs:
+        if isinstance(spec, RougeSpec):
+            out.append(rouge[spec])
+            continue
+        if isinstance(spec, ExactMatchSpec):
+            out.append(exact_match_statistics(spec, systems, references))
+            continue
         if isinstance(spec, BleuSpec):
             out.append(_bleu_statistics(spec, systems, references))
             continue

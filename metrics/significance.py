@@ -247,6 +247,8 @@ def compare_generation(
     tokenize: str = "13a",
     lowercase: bool = False,
     chrf_word_order: int = 0,
+    rouge_stemmer: bool = False,
+    rouge_tokenize: str = "default",
     workers: int | None = None,
     max_segments: int | None = None,
     max_resamples: int | None = None,
@@ -263,7 +265,7 @@ def compare_generation(
         raise MetricInputError(f"got {len(cand_hyps)} candidate segments for {len(base_hyps)} baseline", "candidate")
     refs = check_references(references, len(base_hyps))
     names = check_metric_names(metrics, METRICS)
-    specs = metric_specs(names, tokenize, lowercase, chrf_word_order)
+    specs = metric_specs(names, tokenize, lowercase, chrf_word_order, rouge_stemmer, rouge_tokenize)
     test = _check_test(test)
     n_resamples = check_resamples(n_resamples, max_resamples, minimum=1)
     level = check_confidence_level(confidence_level)

@@ -19,6 +19,7 @@ from monitors.instruments import (
     evaluation_score_lower,
     evaluation_score_upper,
     evaluations_total,
+    human_rating,
     scoring_submissions_total,
 )
 
@@ -70,6 +71,19 @@ def publish_scores(series: Iterable[ScoreSeries]) -> None:
         if s.low is not None and s.high is not None:
             evaluation_score_lower.labels(*labels).set(s.low)
             evaluation_score_upper.labels(*labels).set(s.high)
+
+
+@dataclass(frozen=True)
+class HumanRatingSeries:
+    model: str
+    model_version: str
+    test_set: str
+    mean: float
+
+
+def publish_human_ratings(series: Iterable[HumanRatingSeries]) -> None:
+    for s in series:
+        human_rating.labels(s.model, s.model_version, test_set_label(s.test_set)).set(s.mean)
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,13 @@ evaluation_score_upper = Gauge(
     ["model", "model_version", "test_set", "metric"],
     multiprocess_mode="mostrecent",
 )
+human_rating = Gauge(
+    "heldout_human_rating",
+    "Mean human rating (over rated outputs, of each output's mean rating) of the latest rated evaluation of a "
+    "model version on a test set (by test set name), on the set's rating scale.",
+    ["model", "model_version", "test_set"],
+    multiprocess_mode="mostrecent",
+)
 evaluations_total = Counter(
     "heldout_evaluations_total",
     "Evaluation jobs finished, by final status (succeeded, failed); restored from the database at start.",

@@ -46,6 +46,7 @@ CATALOG: dict[str, frozenset[str]] = {
         "heldout_evaluations_total": "status",
         "heldout_evaluation_duration_seconds": "",
         "heldout_scoring_submissions_total": "test_set outcome",
+        "heldout_human_rating": "model model_version test_set",
         "heldout_online_accuracy": "model",
         "heldout_online_f1": "model",
         "heldout_feedback_total": "model",

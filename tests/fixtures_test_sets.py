@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,20 @@ def uploaded(client: TestClient, content: bytes, **options: Any) -> dict[str, An
 
 def score(client: TestClient, test_set_id: int, predictions: dict[str, Any], role: str = "evaluator") -> httpx.Response:
     return client.post(f"/v1/test-sets/{test_set_id}/scores", headers=auth(role), json={"predictions": predictions})
+
+
+def run_evaluation(client: TestClient, body: dict[str, Any], seconds: float = 60) -> dict[str, Any]:
+    """POST /v1/evaluations and poll until the job finishes; its final GET body."""
+    created = client.post("/v1/evaluations", headers=auth("evaluator"), json=body)
+    assert created.status_code == 202, created.text
+    assert created.json()["status"] == "queued"
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result: dict[str, Any] = client.get(f"/v1/evaluations/{created.json()['id']}", headers=auth("reader")).json()
+        if result["status"] in ("succeeded", "failed"):
+            return result
+        time.sleep(0.05)
+    raise AssertionError("the evaluation did not finish")
 
 
 @pytest.fixture

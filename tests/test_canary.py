@@ -81,10 +81,50 @@ def _get_paths(client: TestClient, ids: dict[str, list[int]]) -> Iterator[str]:
             yield re.sub(r"{\w+}", str(value), path)
 
 
+def wait_for_evaluations(crawl: Crawl, evaluation_ids: list[int]) -> None:
+    for evaluation_id in evaluation_ids:
+        deadline = time.monotonic() + 60
+        while crawl.call("GET", f"/v1/evaluations/{evaluation_id}", headers=auth("reader")).json()["status"] in (
+            "queued",
+            "running",
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+def crawl_generation_ratings(crawl: Crawl, ids: dict[str, list[int]], record_ids: list[str]) -> None:
+    """A generator's evaluation of the generation set: its outputs paged to raters, ratings posted (good,
+    unknown and out of scale), agreement asked for, then every GET path again."""
+    response = crawl.call(
+        "POST", "/v1/evaluations", headers=auth("evaluator"), json={"test_set": "gen", "max_new_tokens": 4}
+    )
+    assert response.status_code == 202, response.text
+    evaluation_id = response.json()["id"]
+    ids["evaluation_id"].append(evaluation_id)
+    wait_for_evaluations(crawl, [evaluation_id])
+    cursor: int | None = 0
+    while cursor is not None:
+        page = crawl.call(
+            "GET", f"/v1/evaluations/{evaluation_id}/outputs?cursor={cursor}&limit=7", headers=auth("evaluator")
+        )
+        assert page.status_code == 200, page.text
+        cursor = page.json()["next_cursor"]
+    ratings = [{"id": record_id, "rater": "r1", "rating": 1 + i % 5} for i, record_id in enumerate(record_ids)]
+    for items in (ratings, [{"id": "g-unknown", "rater": "r1", "rating": 3}], [{**ratings[0], "rating": 9}]):
+        crawl.call("POST", f"/v1/evaluations/{evaluation_id}/ratings", headers=auth("evaluator"), json={"items": items})
+    for test_set_id in ids["test_set_id"]:
+        crawl.call("GET", f"/v1/test-sets/{test_set_id}/agreement", headers=auth("evaluator"))
+    for path in _get_paths(crawl.client, ids):
+        for role in ("reader", "admin"):
+            crawl.call("GET", path, headers=auth(role))
+    crawl.call("GET", "/metrics")
+
+
 def test_no_label_or_reference_leaves_the_service(
     database_url: str,
     make_settings: Callable[..., Settings],
     classifier_dir: Path,
+    copy_lm_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -181,14 +221,7 @@ def test_no_label_or_reference_leaves_the_service(
             response = crawl.call("POST", "/v1/evaluations", headers=auth("evaluator"), json=body)
             if response.status_code == 202:
                 ids["evaluation_id"].append(response.json()["id"])
-        for evaluation_id in ids["evaluation_id"]:
-            deadline = time.monotonic() + 60
-            while crawl.call("GET", f"/v1/evaluations/{evaluation_id}", headers=auth("reader")).json()["status"] in (
-                "queued",
-                "running",
-            ):
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+        wait_for_evaluations(crawl, ids["evaluation_id"])
         assert len(ids["evaluation_id"]) == 2  # the multilabel and generation sets do not fit the classifier
         first, second = ids["evaluation_id"]
         assert crawl.call("GET", f"/v1/evaluations/{first}", headers=auth("reader")).json()["status"] == "succeeded"
@@ -201,6 +234,12 @@ def test_no_label_or_reference_leaves_the_service(
         crawl.call("GET", "/metrics")
         crawl.call("DELETE", f"/v1/test-sets/{cls_id}", headers=auth("admin"))
         crawl.call("GET", f"/v1/test-sets/{cls_id}", headers=auth("reader"))
+
+    with TestClient(
+        create_app(settings.model_copy(update={"model_path": copy_lm_dir})), raise_server_exceptions=False
+    ) as client:
+        crawl.client = client
+        crawl_generation_ratings(crawl, ids, list(references))
 
     assert len(crawl.seen) > 30
     for where, text in crawl.seen:

@@ -47,6 +47,7 @@ REQUIRED_SERIES = {
         "heldout_evaluation_score_lower",
         "heldout_evaluation_score_upper",
     },
+    "human ratings": {"heldout_human_rating"},
     "online accuracy and F1": {"heldout_online_accuracy", "heldout_online_f1"},
     "drift share and per-column scores": {"heldout_drift_share", "heldout_drift_score"},
     "age of the last drift check": {"heldout_drift_check_timestamp_seconds"},
@@ -226,9 +227,30 @@ def exercise_monitoring(client: httpx.Client) -> None:
     wait_done(client, f"/v1/drift/checks/{check.json()['id']}")
 
 
+def exercise_ratings(gen: httpx.Client) -> None:
+    """What produces the human rating series: a generation set, the generator's evaluation of it, ratings."""
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    records = [{"id": f"g{i}", "source": "a b c d =", "reference": "a b c d"} for i in range(6)]
+    content = "\n".join(json.dumps(r) for r in records).encode()
+    upload = gen.post(
+        "/v1/test-sets",
+        headers=admin,
+        data={"name": "dashboard-generation", "task": "generation"},
+        files={"file": ("set.jsonl", content, "application/x-ndjson")},
+    )
+    assert upload.status_code == 201, upload.text
+    evaluation = gen.post("/v1/evaluations", json={"test_set": upload.json()["id"], "max_new_tokens": 4})
+    assert evaluation.status_code == 202, evaluation.text
+    evaluation_id = evaluation.json()["id"]
+    wait_done(gen, f"/v1/evaluations/{evaluation_id}")
+    outputs = gen.get(f"/v1/evaluations/{evaluation_id}/outputs").json()["items"]
+    items = [{"id": item["id"], "rater": rater, "rating": 4} for item in outputs for rater in ("a", "b")]
+    assert gen.post(f"/v1/evaluations/{evaluation_id}/ratings", json={"items": items}).status_code == 200
+
+
 def send_traffic(base: str, generator: str) -> None:
     """Waves more than a scrape apart, so every counter and histogram has a rate: successes, 4xx, inference
-    (a completion, whole and streamed, on the generator); then the monitoring paths once."""
+    (a completion, whole and streamed, on the generator); then the monitoring and rating paths once."""
     auth = {"Authorization": f"Bearer {EVALUATOR_KEY}"}
     texts = ["the film is a delight from start to finish", "a dull and lifeless script sinks the cast"]
     completion = {"model": "tiny-copy-gpt2", "prompt": "a b c d =", "max_tokens": 6, "temperature": 0}
@@ -246,6 +268,8 @@ def send_traffic(base: str, generator: str) -> None:
             time.sleep(1.2)
     with httpx.Client(base_url=base, timeout=60, headers=auth) as client:
         exercise_monitoring(client)
+    with httpx.Client(base_url=generator, timeout=60, headers=auth) as gen:
+        exercise_ratings(gen)
 
 
 def query(prometheus: str, expr: str) -> list[dict[str, Any]]:

@@ -4,15 +4,15 @@ errors, and the Prometheus series; on SQLite and PostgreSQL."""
 import random
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import sacrebleu
 import torch
-from fastapi.testclient import TestClient
+from rouge_score import rouge_scorer
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.preprocessing import MultiLabelBinarizer
 from sqlalchemy import func, select
@@ -20,8 +20,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from metrics.evaluate_modules import module_path
 from service.db.models import PredictionLogEntry
+from service.test_sets.config import GENERATION_METRICS
 from tests.conftest import auth
 from tests.fixtures_test_sets import jsonl, uploaded
+from tests.fixtures_test_sets import run_evaluation as run
 from tests.inference_fixtures import CLASSIFIER_LABELS, MULTI_LABELS
 from tests.prometheus_text import sample_value, total
 from tests.tiny_models import COPY_LETTERS, SENTENCES
@@ -58,19 +60,6 @@ def offline_labels(model_dir: Path, texts: list[str]) -> list[str]:
 def sklearn_scores(truth: list[Any], predicted: list[Any], labels: list[Any]) -> dict[str, float]:
     p, r, f, _ = precision_recall_fscore_support(truth, predicted, average="macro", labels=labels, zero_division=0)
     return {"accuracy": accuracy_score(truth, predicted), "precision": p, "recall": r, "f1": f}
-
-
-def run(client: TestClient, body: dict[str, Any], seconds: float = 60) -> dict[str, Any]:
-    created = client.post("/v1/evaluations", headers=auth("evaluator"), json=body)
-    assert created.status_code == 202, created.text
-    assert created.json()["status"] == "queued"
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result: dict[str, Any] = client.get(f"/v1/evaluations/{created.json()['id']}", headers=auth("reader")).json()
-        if result["status"] in ("succeeded", "failed"):
-            return result
-        time.sleep(0.05)
-    raise AssertionError("the evaluation did not finish")
 
 
 def served_predictions(text: str) -> float:
@@ -260,3 +249,10 @@ def test_multilabel_and_generation_models(
     assert result["metrics"]["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hypotheses, references).score, abs=1e-9)
     assert result["metrics"]["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hypotheses, references).score, abs=1e-9)
     assert result["metrics"]["ter"] == pytest.approx(sacrebleu.corpus_ter(hypotheses, references).score, abs=1e-9)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"])
+    rouge = [scorer.score(c["reference"], h) for c, h in zip(copies, hypotheses, strict=True)]
+    for name in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+        assert result["metrics"][name] == pytest.approx(100 * np.mean([s[name].fmeasure for s in rouge]), abs=1e-9)
+    matches = [h.strip() == c["reference"].strip() for c, h in zip(copies, hypotheses, strict=True)]
+    assert result["metrics"]["exact_match"] == pytest.approx(100 * np.mean(matches), abs=1e-9)
+    assert set(result["intervals"]) == set(GENERATION_METRICS)

@@ -6,9 +6,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pytest
 import sacrebleu
 from fastapi.testclient import TestClient
+from rouge_score import rouge_scorer
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.preprocessing import MultiLabelBinarizer
 from sqlalchemy import create_engine, insert, select
@@ -16,6 +18,7 @@ from sqlalchemy import create_engine, insert, select
 from service.app import create_app
 from service.db.models import ScoringSubmission, TestSet
 from service.settings import Settings
+from service.test_sets.config import GENERATION_METRICS
 from tests.fixtures_test_sets import jsonl, score, uploaded
 from tests.prometheus_text import total
 
@@ -77,19 +80,30 @@ def test_multilabel_scores_match_sklearn(db_client: TestClient) -> None:
     assert result["metrics"] == pytest.approx(expected, abs=1e-12)
 
 
-def test_generation_scores_match_sacrebleu(db_client: TestClient) -> None:
+def test_generation_scores_match_sacrebleu_and_rouge_score(db_client: TestClient) -> None:
     rng = random.Random(5)
-    words = ["the", "a", "cat", "dog", "sat", "on", "mat", "ran", "fast", "slow", "red", "blue"]
+    words = ["the", "a", "cat", "dog", "sat", "on", "mat", "ran", "fast", "slow", "red", "blue", "runs", "running"]
     refs = [[" ".join(rng.choices(words, k=rng.randrange(4, 9))) for _ in range(2)] for _ in range(60)]
     rows = [{"id": f"s{i}", "source": f"source {i}", "references": r} for i, r in enumerate(refs)]
     body = uploaded(db_client, jsonl(rows), task="generation")
+    stemmed = uploaded(db_client, jsonl(rows), task="generation", name="stemmed", rouge_stemmer=True)
+    assert body["settings"]["rating_scale"] == [1.0, 5.0] and not body["settings"]["rouge_stemmer"]
     hyps = [" ".join(rng.choices(words, k=rng.randrange(3, 9))) for _ in rows]
-    result = score(db_client, body["id"], {r["id"]: h for r, h in zip(rows, hyps, strict=True)}).json()
+    hyps[:5] = [r[1] for r in refs[:5]]
+    predictions = {r["id"]: h for r, h in zip(rows, hyps, strict=True)}
+    result = score(db_client, body["id"], predictions).json()
     streams = [list(s) for s in zip(*refs, strict=True)]
     assert result["metrics"]["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, streams).score, abs=1e-9)
     assert result["metrics"]["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, streams).score, abs=1e-9)
     assert result["metrics"]["ter"] == pytest.approx(sacrebleu.corpus_ter(hyps, streams).score, abs=1e-9)
-    assert set(result["intervals"]) == {"bleu", "chrf", "ter"}
+    assert result["metrics"]["exact_match"] == pytest.approx(100 * 5 / 60, abs=1e-9)
+    for stemmer, scored in ((False, result), (True, score(db_client, stemmed["id"], predictions).json())):
+        scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=stemmer)
+        theirs = [scorer.score_multi(r, h) for r, h in zip(refs, hyps, strict=True)]
+        for name in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+            mean_f = 100 * np.mean([s[name].fmeasure for s in theirs])
+            assert scored["metrics"][name] == pytest.approx(mean_f, abs=1e-9)
+    assert set(result["intervals"]) == set(result["metrics"]) == set(GENERATION_METRICS)
     wrong_type = score(db_client, body["id"], {r["id"]: 1 for r in rows})
     assert wrong_type.status_code == 422
 

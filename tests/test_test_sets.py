@@ -169,6 +169,28 @@ def test_bad_forms_and_files_are_4xx(db_client: TestClient) -> None:
     assert "NUL" in upload(db_client, nul).json()["detail"]
 
 
+def test_generation_options_are_checked_and_stored(db_client: TestClient) -> None:
+    generation = jsonl([{"id": i, "source": f"s{i}", "reference": f"r{i}"} for i in range(3)])
+
+    def refused(content: bytes, field: str, **options: object) -> None:
+        response = upload(db_client, content, **options)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == field, response.json()
+
+    refused(jsonl(records(3)), "rating_scale", rating_scale="[1, 5]")
+    refused(jsonl(records(3)), "rouge_stemmer", rouge_stemmer=True)
+    refused(generation, "rating_scale", task="generation", rating_scale="[5, 1]")
+    refused(generation, "rating_scale", task="generation", rating_scale="[1, 2, 3]")
+    refused(generation, "rating_scale", task="generation", rating_scale="1-5")
+    refused(generation, "rouge_tokenize", task="generation", rouge_tokenize="spacy")
+    refused(generation, "rouge_stemmer", task="generation", rouge_tokenize="whitespace", rouge_stemmer=True)
+    stored = uploaded(
+        db_client, generation, task="generation", rating_scale="[0, 10]", rouge_tokenize="whitespace", name="g"
+    )["settings"]
+    assert (stored["rating_scale"], stored["rouge_tokenize"], stored["rouge_stemmer"]) == ([0, 10], "whitespace", False)
+    assert uploaded(db_client, jsonl(records(3)))["settings"]["rating_scale"] is None
+
+
 def test_record_longer_than_the_cap_is_named(make_settings) -> None:  # type: ignore[no-untyped-def]
     app = create_app(make_settings(max_record_bytes=1024))
     with TestClient(app, raise_server_exceptions=False) as client:

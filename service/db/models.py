@@ -159,6 +159,22 @@ class Evaluation(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     """Who is reducing the finished shards into the result; the reduce lease expires like a shard's."""
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    human: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Summary of the human ratings of its outputs, rewritten with every rating post; NULL until the first."""
+
+
+class EvaluationRating(Base):
+    """One rater's rating of one output of a generation evaluation; the same rater rating it again replaces it."""
+
+    __tablename__ = "evaluation_rating"
+
+    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluation.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    """The rated record's position in the test set, as its prediction's."""
+    rater: Mapped[str] = mapped_column(String(100), primary_key=True)
+    rating: Mapped[float] = mapped_column(Float, nullable=False)
+    rated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
 
 
 class EvaluationShard(Base):

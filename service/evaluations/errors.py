@@ -1,6 +1,6 @@
 """What the evaluation use cases refuse, in domain terms; ``service.errors`` answers them over HTTP."""
 
-from service.domain_errors import Conflict, NotFound
+from service.domain_errors import Conflict, Invalid, NotFound
 
 
 class EvaluationNotFound(NotFound):
@@ -21,3 +21,15 @@ class EvaluationNotSucceeded(Conflict):
 
 class PredictionsIncomplete(Conflict):
     """A job reached reduction without one prediction per test record."""
+
+
+class NotRateable(Conflict):
+    """Outputs and ratings are for succeeded generation evaluations whose test set still exists."""
+
+
+class RatingsInvalid(Invalid):
+    """Ratings name records the test set does not have, or lie outside its rating scale."""
+
+
+class TooFewRatedSystems(Conflict):
+    """Agreement between a metric and people needs at least three rated evaluations of one test-set version."""

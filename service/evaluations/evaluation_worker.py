@@ -20,7 +20,7 @@ from service.db.models import TestSet
 from service.db.session import Database
 from service.evaluations import job_store, results
 from service.evaluations.runner import Runner, Transient
-from service.evaluations.telemetry import duration_s, latest_scores, score_series
+from service.evaluations.telemetry import duration_s, refresh_gauges, score_series
 from service.test_sets.store import load_inputs
 
 log = logging.getLogger("heldout.evaluations")
@@ -98,7 +98,7 @@ class EvaluationWorker:
             if time.monotonic() - self._refreshed > GAUGE_REFRESH_S:
                 self._refreshed = time.monotonic()
                 with contextlib.suppress(Exception):
-                    publish_scores(await asyncio.to_thread(latest_scores, self.db))
+                    await asyncio.to_thread(refresh_gauges, self.db)
             if not worked:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

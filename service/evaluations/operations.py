@@ -114,6 +114,7 @@ def info(job: Evaluation) -> dict[str, Any]:
         "metrics": result.get("metrics", {}),
         "intervals": result.get("intervals", {}),
         "error": job.error,
+        "human": job.human,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,

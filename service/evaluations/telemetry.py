@@ -5,7 +5,14 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from monitors.evaluation_gauges import ScoreSeries, Totals, publish_scores, restore_totals
+from monitors.evaluation_gauges import (
+    HumanRatingSeries,
+    ScoreSeries,
+    Totals,
+    publish_human_ratings,
+    publish_scores,
+    restore_totals,
+)
 from service.db.models import Evaluation, ScoringSubmission, TestSet
 from service.db.session import Database
 
@@ -37,6 +44,33 @@ def latest_scores(db: Database) -> list[ScoreSeries]:
             if len(seen) >= MAX_SCORE_SERIES:
                 break
     return series
+
+
+def latest_human_ratings(db: Database) -> list[HumanRatingSeries]:
+    """The mean rating of the latest rated evaluation per (model, model version, test set name)."""
+    seen: set[tuple[str, str, str]] = set()
+    series: list[HumanRatingSeries] = []
+    with db.session() as session:
+        rows = session.execute(
+            select(Evaluation.model, Evaluation.model_version, Evaluation.test_set_name, Evaluation.human)
+            .where(Evaluation.human.is_not(None))
+            .order_by(Evaluation.finished_at.desc(), Evaluation.id.desc())
+        )
+        for model, version, test_set, human in rows:
+            key = (model, version, test_set)
+            if key in seen or not isinstance((human or {}).get("mean"), int | float):
+                continue
+            seen.add(key)
+            series.append(HumanRatingSeries(model, version, test_set, float(human["mean"])))
+            if len(seen) >= MAX_SCORE_SERIES:
+                break
+    return series
+
+
+def refresh_gauges(db: Database) -> None:
+    """Scores and human ratings as the database has them now (other replicas may have changed them)."""
+    publish_scores(latest_scores(db))
+    publish_human_ratings(latest_human_ratings(db))
 
 
 def score_series(model: str, version: str, test_set: str, result: dict[str, Any]) -> list[ScoreSeries]:
@@ -88,4 +122,4 @@ def restore_metrics(db: Database) -> None:
             )
         }
     restore_totals(Totals(evaluations, durations, submissions))
-    publish_scores(latest_scores(db))
+    refresh_gauges(db)

@@ -1,4 +1,5 @@
-"""Evaluation jobs of the served model over a stored test set: create (evaluator), read and list (reader)."""
+"""Evaluation jobs of the served model over a stored test set: create (evaluator), read and list (reader);
+a generation evaluation's outputs and their human ratings (evaluator)."""
 
 from typing import Annotated, Any
 
@@ -6,7 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from service.deps import DbDep, EvaluatorDep, OptionalEngineDep, ReaderDep, SettingsDep
-from service.evaluations import job_store, operations
+from service.evaluations import job_store, operations, ratings
 from service.evaluations.evaluation_worker import EvaluationWorker
 from service.schemas.evaluations import (
     CompareRequest,
@@ -15,10 +16,14 @@ from service.schemas.evaluations import (
     EvaluationInfo,
     EvaluationList,
     EvaluationRequest,
+    OutputsPage,
+    RatingsRequest,
+    RatingsStored,
     Status,
 )
 from service.schemas.jsonable import to_jsonable
 from service.schemas.problem import problem_responses
+from service.views.evaluations import outputs_page
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
 MAX_INT = 2**31 - 1
@@ -109,3 +114,38 @@ async def compare(_: EvaluatorDep, db: DbDep, settings: SettingsDep, body: Compa
         )
     )
     return to_jsonable(result)
+
+
+@router.get(
+    "/{evaluation_id}/outputs",
+    response_model=OutputsPage,
+    responses=problem_responses(404, 409, 422),
+    summary="A succeeded generation evaluation's sources and outputs, for raters; never its references",
+)
+async def outputs(
+    _: EvaluatorDep,
+    db: DbDep,
+    evaluation_id: EvaluationId,
+    cursor: Annotated[int, Query(ge=0, le=MAX_INT, description="Position to start from: 0, then next_cursor.")] = 0,
+    limit: Annotated[
+        int, Query(ge=1, le=10_000, description="Records at most; a page also ends once it holds 8 MiB.")
+    ] = 100,
+) -> Any:
+    return outputs_page(await run_in_threadpool(ratings.outputs_page, db, evaluation_id, cursor, limit))
+
+
+@router.post(
+    "/{evaluation_id}/ratings",
+    response_model=RatingsStored,
+    responses=problem_responses(404, 409, 422),
+    summary="Human ratings of a generation evaluation's outputs, on the test set's rating scale",
+)
+async def rate(
+    principal: EvaluatorDep, db: DbDep, settings: SettingsDep, evaluation_id: EvaluationId, body: RatingsRequest
+) -> Any:
+    items = [ratings.Rating(item.id, item.rater, float(item.rating)) for item in body.items]
+    n_resamples = min(settings.scoring_resamples, settings.max_resamples)
+    job = await run_in_threadpool(
+        lambda: ratings.rate(db, evaluation_id, items, created_by=principal.key_id, n_resamples=n_resamples)
+    )
+    return {"evaluation": job.id, "received": len(items), "human": job.human}

@@ -48,7 +48,7 @@ async def classification(_: EvaluatorDep, settings: SettingsDep, body: Classific
 @router.post("/generation", response_model=GenerationResponse)
 async def generation(_: EvaluatorDep, settings: SettingsDep, body: GenerationRequest, request: Request) -> Any:
     scores = await run_metric(request, generation_report, **body.arguments(), **_limits(settings, text=True))
-    return {"scores": to_jsonable(scores)}
+    return {"scores": to_jsonable(scores), "warnings": [w for score in scores.values() for w in score.warnings or []]}
 
 
 @router.post("/compare", response_model=CompareResponse)

@@ -11,7 +11,10 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.auth import Role
 from service.deps import AdminDep, DbDep, EvaluatorDep, ReaderDep, SettingsDep
+from service.evaluations.agreement import test_set_agreement
 from service.request_guard import reject_lone_surrogates
+from service.schemas.evaluations import AgreementReport
+from service.schemas.jsonable import to_jsonable
 from service.schemas.problem import problem_responses
 from service.schemas.test_sets import (
     InputsPage,
@@ -102,6 +105,16 @@ async def score(
         submissions.submit, db, settings, test_set_id, principal.key_id, body.predictions, full_report
     )
     return score_response(outcome)
+
+
+@router.get(
+    "/{test_set_id}/agreement",
+    response_model=AgreementReport,
+    responses={**NOT_FOUND, **problem_responses(409)},
+    summary="System-level Kendall tau and Pearson r between each metric and human ratings, over rated evaluations",
+)
+async def agreement(_: EvaluatorDep, db: DbDep, settings: SettingsDep, test_set_id: TestSetId) -> Any:
+    return to_jsonable(await run_in_threadpool(test_set_agreement, db, settings, test_set_id))
 
 
 @router.delete("/{test_set_id}", status_code=204, response_class=Response, responses=NOT_FOUND)

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from service.schemas.metrics import PairedResult, PairedTestName
 from service.schemas.test_sets import ReleasedInterval, TestSetRef, UtcDatetime
@@ -20,7 +20,8 @@ class EvaluationRequest(BaseModel):
     metrics: list[str] | None = Field(
         None,
         min_length=1,
-        description="Default: all of the task's (accuracy, precision, recall, f1 / bleu, chrf, ter).",
+        description="Default: all of the task's (accuracy, precision, recall, f1 / bleu, chrf, ter, rouge1, rouge2, "
+        "rougeL, rougeLsum, exact_match).",
     )
     extra_metrics: list[str] = Field(
         default_factory=list, description="Paths of local evaluate modules, from HELDOUT_EVALUATE_MODULES."
@@ -48,6 +49,18 @@ class Progress(BaseModel):
     total: int
 
 
+class HumanRatings(BaseModel):
+    n_items: int = Field(description="Outputs with at least one rating.")
+    n_ratings: int
+    raters: int = Field(description="Distinct raters.")
+    mean: float = Field(description="Mean over rated outputs of each output's mean rating.")
+    interval: ReleasedInterval = Field(description="Percentile bootstrap over rated outputs.")
+    krippendorff_alpha: float | None = Field(
+        description="Krippendorff's alpha at the interval level (the krippendorff package's); null when no output "
+        "has two ratings or all ratings are equal."
+    )
+
+
 class EvaluationInfo(BaseModel):
     id: int
     status: Status
@@ -59,6 +72,7 @@ class EvaluationInfo(BaseModel):
     metrics: dict[str, float | None]
     intervals: dict[str, ReleasedInterval]
     error: str | None = None
+    human: HumanRatings | None = Field(None, description="Generation evaluations: the human ratings, once rated.")
     created_at: UtcDatetime
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
@@ -86,3 +100,60 @@ class EvaluationCompare(BaseModel):
     candidate: int
     test_set: TestSetRef
     results: dict[str, PairedResult]
+
+
+class OutputItem(BaseModel):
+    id: str
+    source: str
+    output: str = Field(description="What the model generated for the source.")
+
+
+class OutputsPage(BaseModel):
+    items: list[OutputItem]
+    next_cursor: int | None = Field(description="Pass as cursor for the next page; null at the end.")
+    total: int
+
+
+class RatingItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: StrictStr = Field(min_length=1, max_length=256, description="A record id, as the outputs page gives it.")
+    rater: StrictStr = Field(min_length=1, max_length=100, description="Who rated; their later rating replaces it.")
+    rating: Annotated[StrictInt | StrictFloat, Field(allow_inf_nan=False)] = Field(
+        description="On the test set's rating_scale, ends included."
+    )
+
+
+class RatingsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[RatingItem] = Field(min_length=1, max_length=10_000)
+
+
+class RatingsStored(BaseModel):
+    evaluation: int
+    received: int
+    human: HumanRatings
+
+
+class MetricAgreement(BaseModel):
+    kendall_tau: float | None = Field(description="System-level Kendall tau-b between the metric and the human mean.")
+    kendall_tau_interval: ReleasedInterval
+    pearson_r: float | None
+    pearson_r_interval: ReleasedInterval
+
+
+class RatedSystem(BaseModel):
+    evaluation: int
+    model: str
+    model_version: str
+    human_mean: float | None
+    rated_items: int | None
+    metrics: dict[str, float | None]
+
+
+class AgreementReport(BaseModel):
+    test_set: TestSetRef
+    n_resamples: int = Field(description="Bootstrap resamples over the set's items behind the intervals.")
+    systems: list[RatedSystem]
+    metrics: dict[str, MetricAgreement]

@@ -94,7 +94,7 @@ class ClassificationResponse(BaseModel):
     confidence_intervals: dict[str, Interval] = {}
 
 
-GenerationMetric = Literal["bleu", "chrf", "ter"]
+GenerationMetric = Literal["bleu", "chrf", "ter", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match"]
 ClassificationMetric = Literal["accuracy", "precision", "recall", "f1"]
 PairedTestName = Literal["paired_bootstrap", "approximate_randomization"]
 Reference = StrictStr | list[StrictStr]
@@ -110,8 +110,16 @@ def _accuracy_and_f1() -> list[ClassificationMetric]:
 
 class TextOptions(BaseModel):
     tokenize: str = Field("13a", description="A sacrebleu BLEU tokenizer: 13a, intl, zh, char, none, ...")
-    lowercase: bool = False
+    lowercase: bool = Field(
+        False, description="Lowercase BLEU, chrF, exact match and the whitespace ROUGE tokenizer's input."
+    )
     chrf_word_order: Literal[0, 2] = Field(0, description="0 for chrF, 2 for chrF++.")
+    rouge_stemmer: bool = Field(False, description="ROUGE: Porter-stem words longer than 3 letters (use_stemmer).")
+    rouge_tokenize: Literal["default", "whitespace"] = Field(
+        "default",
+        description="ROUGE: rouge-score's tokenizer (English only: it drops every letter outside a-z and digits), "
+        "or whitespace splitting for other languages.",
+    )
 
 
 class GenerationRequest(IntervalRequest, TextOptions):
@@ -130,12 +138,19 @@ class GenerationRequest(IntervalRequest, TextOptions):
     hypotheses: list[StrictStr]
     references: list[Reference] = Field(description="Per hypothesis: one reference, or a list of them.")
     metrics: list[GenerationMetric] = Field(default_factory=_bleu_only, min_length=1)
-    sentence_level: bool = False
+    sentence_level: bool = Field(
+        False, description="Per-segment scores too; sentence-level BLEU comes with a warning (use chrF)."
+    )
 
 
 class GenerationScore(BaseModel):
-    score: float | None
+    score: float | None = Field(
+        description="BLEU, chrF, TER: sacrebleu's corpus score. ROUGE: 100 x the mean of rouge-score's per-segment "
+        "F-measure. exact_match: 100 x the share of segments equal to a reference."
+    )
     signature: str
+    precision: float | None = Field(None, description="ROUGE: 100 x the mean per-segment precision.")
+    recall: float | None = Field(None, description="ROUGE: 100 x the mean per-segment recall.")
     precisions: list[float] | None = None
     bp: float | None = None
     sys_len: int | None = None
@@ -146,6 +161,7 @@ class GenerationScore(BaseModel):
 
 class GenerationResponse(BaseModel):
     scores: dict[str, GenerationScore]
+    warnings: list[str] = Field(default_factory=list)
 
 
 class PairedRequest(MetricRequest):

@@ -3,9 +3,11 @@
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Json, StrictInt, StrictStr
 
 Label = StrictInt | StrictStr
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+RatingScale = tuple[FiniteFloat, FiniteFloat]
 # SQLite hands back naive datetimes; every stored time is UTC.
 UtcDatetime = Annotated[datetime, AfterValidator(lambda d: d if d.tzinfo else d.replace(tzinfo=UTC))]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -33,6 +35,14 @@ class UploadForm(BaseModel):
     ladder_metric: str | None = Field(None, description="The metric the ladder compares: default f1 or bleu.")
     ladder_step: float = Field(0.01, gt=0, le=0.5, description="Rounding of released scores, as a share of scale.")
     ladder_alpha: float = Field(0.05, gt=0, lt=1, description="Paired-test p-value a new best must beat.")
+    rouge_tokenize: Literal["default", "whitespace"] | None = Field(
+        None,
+        description="Generation: rouge-score's tokenizer (default; English only) or whitespace splitting.",
+    )
+    rouge_stemmer: bool | None = Field(None, description="Generation: Porter-stem ROUGE tokens (default false).")
+    rating_scale: Json[RatingScale] | None = Field(
+        None, description='Generation: lowest and highest human rating, as JSON: "[1, 5]" (the default).'
+    )
 
 
 FILE_FIELDS = ("file", "training_file", "training_fingerprints")
@@ -73,6 +83,11 @@ class SetSettings(BaseModel):
     ladder_metric: str
     ladder_step: float
     ladder_alpha: float
+    rouge_tokenize: str = "default"
+    rouge_stemmer: bool = False
+    rating_scale: tuple[float, float] | None = Field(
+        None, description="Generation: the human rating scale, [lowest, highest] (null on sets stored before it: 1-5)."
+    )
 
 
 class LengthStats(BaseModel):

@@ -11,13 +11,15 @@ from service.tasks import Task
 from service.test_sets.errors import UploadInvalid
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
-GENERATION_METRICS = ("bleu", "chrf", "ter")
+GENERATION_METRICS = ("bleu", "chrf", "ter", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match")
 METRICS = {Task.classification: CLASSIFICATION_METRICS, Task.generation: GENERATION_METRICS}
 DEFAULT_LADDER_METRIC = {Task.classification: "f1", Task.generation: "bleu"}
 LOWER_IS_BETTER = frozenset({"ter"})
 # Full scale of each metric: the ladder's step is a fraction of it.
-SCALE = {"accuracy": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0, "bleu": 100.0, "chrf": 100.0, "ter": 100.0}
+SCALE = {name: 1.0 for name in CLASSIFICATION_METRICS} | {name: 100.0 for name in GENERATION_METRICS}
 AVERAGES = ("macro", "micro", "weighted", "binary", "samples")
+ROUGE_TOKENIZERS = ("default", "whitespace")
+DEFAULT_RATING_SCALE = (1.0, 5.0)
 
 
 @dataclass(frozen=True)
@@ -33,13 +35,25 @@ class SetConfig:
     """Reported scores are rounded to this fraction of the metric's scale (0.01: one point)."""
     ladder_alpha: float
     """A submission replaces the key's best only when a paired test gives p below this."""
+    rouge_tokenize: str = "default"
+    """Generation only: rouge-score's tokenizer (English) or whitespace splitting."""
+    rouge_stemmer: bool = False
+    rating_scale: tuple[float, float] | None = None
+    """Generation only: the lowest and highest human rating of an output."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "SetConfig":
-        return cls(**data)
+        """Sets stored before an option existed get its default."""
+        scale = data.get("rating_scale")
+        return cls(**{**data, "rating_scale": None if scale is None else (float(scale[0]), float(scale[1]))})
+
+    @property
+    def ratings(self) -> tuple[float, float]:
+        """The human rating scale of a generation set (sets stored before it existed: 1-5)."""
+        return self.rating_scale or DEFAULT_RATING_SCALE
 
     @property
     def mode(self) -> str:
@@ -57,6 +71,9 @@ class ConfigForm:
     ladder_metric: str | None = None
     ladder_step: float = 0.01
     ladder_alpha: float = 0.05
+    rouge_tokenize: str | None = None
+    rouge_stemmer: bool | None = None
+    rating_scale: tuple[float, float] | None = None
 
 
 def check_form(task: Task, form: ConfigForm) -> None:
@@ -70,6 +87,15 @@ def check_form(task: Task, form: ConfigForm) -> None:
         problems.append(("average", f"must be one of {', '.join(AVERAGES)}"))
     if form.pos_label is not None and form.average != "binary":
         problems.append(("pos_label", "pos_label needs average=binary"))
+    for name in ("rouge_tokenize", "rouge_stemmer", "rating_scale"):
+        if task is Task.classification and getattr(form, name) is not None:
+            problems.append((name, "applies to generation sets only"))
+    if form.rouge_tokenize is not None and form.rouge_tokenize not in ROUGE_TOKENIZERS:
+        problems.append(("rouge_tokenize", f"must be one of {', '.join(ROUGE_TOKENIZERS)}"))
+    if form.rouge_stemmer and form.rouge_tokenize == "whitespace":
+        problems.append(("rouge_stemmer", "applies to the default ROUGE tokenizer only"))
+    if form.rating_scale is not None and not form.rating_scale[0] < form.rating_scale[1]:
+        problems.append(("rating_scale", "must be [lowest, highest] with lowest < highest"))
     if problems:
         field, _ = problems[0]
         raise UploadInvalid(field, [(None, f"{name}: {message}") for name, message in problems])
@@ -96,6 +122,9 @@ def build_config(task: Task, form: ConfigForm, labels: list[Any], multilabel: bo
         ladder_metric=form.ladder_metric or DEFAULT_LADDER_METRIC[task],
         ladder_step=form.ladder_step,
         ladder_alpha=form.ladder_alpha,
+        rouge_tokenize=form.rouge_tokenize or "default",
+        rouge_stemmer=bool(form.rouge_stemmer),
+        rating_scale=(form.rating_scale or DEFAULT_RATING_SCALE) if task is Task.generation else None,
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from metrics.significance import PairedResult, compare_classification, compare_generation
 from service.tasks import Task
-from service.test_sets.scoring import CONFIDENCE_LEVEL, SEED, SetTargets, classification_options
+from service.test_sets.scoring import CONFIDENCE_LEVEL, SEED, SetTargets, classification_options, generation_options
 
 
 def compare(
@@ -32,5 +32,7 @@ def compare(
         "confidence_level": CONFIDENCE_LEVEL,
     }
     if target.task is Task.generation:
-        return compare_generation(target.targets, baseline, candidate, workers=workers, **options)
+        return compare_generation(
+            target.targets, baseline, candidate, workers=workers, **options, **generation_options(target)
+        )
     return compare_classification(target.targets, baseline, candidate, **options, **classification_options(target))

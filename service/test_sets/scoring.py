@@ -12,7 +12,8 @@ from typing import Any
 
 from metrics.bootstrap import Interval
 from metrics.classification import classification_report
-from metrics.generation import generation_report
+from metrics.generation import generation_report, metric_specs
+from metrics.generation_stats import MetricSpec
 from service.domain_errors import FieldProblem
 from service.tasks import Task
 from service.test_sets.config import CLASSIFICATION_METRICS, GENERATION_METRICS, SetConfig
@@ -137,6 +138,23 @@ def classification_options(target: SetTargets) -> dict[str, Any]:
     }
 
 
+def generation_options(target: SetTargets) -> dict[str, Any]:
+    """The set's ROUGE options; everything else keeps sacrebleu's defaults, as ``generation_specs`` does."""
+    return {"rouge_tokenize": target.config.rouge_tokenize, "rouge_stemmer": target.config.rouge_stemmer}
+
+
+def generation_specs(target: SetTargets, metrics: Sequence[str]) -> list[MetricSpec]:
+    """The definitions behind a generation set's scores, for code that works on their statistics."""
+    return metric_specs(
+        metrics,
+        tokenize="13a",
+        lowercase=False,
+        chrf_word_order=0,
+        rouge_stemmer=target.config.rouge_stemmer,
+        rouge_tokenize=target.config.rouge_tokenize,
+    )
+
+
 def report(
     predictions: list[Any],
     target: SetTargets,
@@ -165,6 +183,7 @@ def report(
         predictions,
         target.targets,
         metrics=names,
+        **generation_options(target),
         confidence_level=CONFIDENCE_LEVEL,
         n_resamples=n_resamples,
         seed=SEED,
