@@ -20,6 +20,7 @@ import jsonschema
 import pytest
 
 from service.app import create_app
+from service.schemas.evaluations import RatingsRequest
 from service.schemas.test_sets import ScoreRequest
 from service.settings import Settings
 from tests.conftest import auth, env_keys
@@ -107,11 +108,12 @@ def test_every_json_example_as_posted_gets_a_2xx_from_a_server_of_its_kind(serve
     clients = {kind: httpx.Client(base_url=url, headers=auth("admin"), timeout=120) for kind, url in servers.items()}
     with clients["classifier"], clients["generator"]:
         scored_set = prepare(clients["classifier"])
+        rated = prepare_ratings(clients["generator"])
         for path, media_type, media in bodies(document(servers["classifier"])):
             if media_type != "application/json":
                 continue
             for example in examples(media):
-                url = path.replace("{test_set_id}", str(scored_set))
+                url = path.replace("{test_set_id}", str(scored_set)).replace("{evaluation_id}", str(rated))
                 answers = {kind: client.post(url, json=example) for kind, client in clients.items()}
                 for kind, response in answers.items():
                     assert response.status_code < 500, (kind, path, response.text)
@@ -120,6 +122,24 @@ def test_every_json_example_as_posted_gets_a_2xx_from_a_server_of_its_kind(serve
                 if path not in DOMAIN_REFUSALS:
                     statuses = {kind: (r.status_code, r.text[:200]) for kind, r in answers.items()}
                     assert any(r.status_code in OK for r in answers.values()), (path, example, statuses)
+
+
+def prepare_ratings(client: httpx.Client) -> int:
+    """On the generator: a succeeded generation evaluation whose records the ratings example names."""
+    (example,) = RatingsRequest.model_json_schema()["examples"]
+    rows = [json.dumps({"id": item["id"], "source": "a b", "reference": "a b"}) for item in example["items"]]
+    upload = client.post(
+        "/v1/test-sets",
+        data={"name": "rated", "task": "generation"},
+        files={"file": ("s.jsonl", "\n".join(rows).encode())},
+    )
+    assert upload.status_code == 201, upload.text
+    job: int = client.post("/v1/evaluations", json={"test_set": "rated"}).json()["id"]
+    deadline = time.monotonic() + 60
+    while client.get(f"/v1/evaluations/{job}").json()["status"] != "succeeded":
+        assert time.monotonic() < deadline, "the evaluation did not finish"
+        time.sleep(0.1)
+    return job
 
 
 def prepare(client: httpx.Client) -> int:

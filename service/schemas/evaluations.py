@@ -125,7 +125,9 @@ class RatingItem(BaseModel):
 
 
 class RatingsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"items": [{"id": "r1", "rater": "alice", "rating": 4}]}]}
+    )
 
     items: list[RatingItem] = Field(min_length=1, max_length=10_000)
 
