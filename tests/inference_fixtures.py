@@ -113,3 +113,17 @@ def engine_for(make_settings: Callable[..., Settings]) -> Callable[..., Any]:
             db.dispose()
 
     return started
+
+
+def greedy_alone(tokenizer: Any, model: Any, prompt: str, max_new_tokens: int) -> tuple[str, int, int]:
+    """The oracle for served generation: (text, prompt tokens, generated tokens) of the model's own greedy
+    ``generate`` on one prompt alone, cut at end-of-sequence."""
+    encoded = tokenizer(prompt, return_tensors="pt")
+    with torch.inference_mode():
+        sequence = model.generate(
+            **encoded, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id
+        )[0]
+    new = sequence[encoded["input_ids"].shape[1] :].tolist()
+    if tokenizer.eos_token_id in new:
+        new = new[: new.index(tokenizer.eos_token_id)]
+    return tokenizer.decode(new, skip_special_tokens=True), encoded["input_ids"].shape[1], len(new)

@@ -22,6 +22,7 @@ from service.inference.loader import LoadedModel, load_model
 from service.inference.model_dir import inspect_model_dir
 from service.inference.options import GenerateOptions
 from service.inference.rows import Row, RowParams
+from tests.inference_fixtures import greedy_alone
 
 pytest_plugins = ["tests.inference_fixtures"]
 
@@ -57,18 +58,8 @@ def lm_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 def alone(model_dir: Path, prompt: str, max_new_tokens: int) -> str:
-    """The model's own greedy ``generate`` on one prompt, cut at end-of-sequence."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    encoded = tokenizer(prompt, return_tensors="pt")
-    with torch.inference_mode():
-        sequence = model.generate(
-            **encoded, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id
-        )[0]
-    new = sequence[encoded["input_ids"].shape[1] :].tolist()
-    if tokenizer.eos_token_id in new:
-        new = new[: new.index(tokenizer.eos_token_id)]
-    return str(tokenizer.decode(new, skip_special_tokens=True))
+    return greedy_alone(tokenizer, AutoModelForCausalLM.from_pretrained(model_dir).eval(), prompt, max_new_tokens)[0]
 
 
 def loaded(model_dir: Path) -> LoadedModel:

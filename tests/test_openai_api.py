@@ -23,6 +23,7 @@ from service.evaluations.runner import EngineRunner
 from service.inference.chat import Chat, ChatMessage, load_chat_template
 from service.settings import Settings
 from tests.conftest import KEYS, auth, env_keys
+from tests.inference_fixtures import greedy_alone
 from tests.live_server import served_in_thread
 from tests.prometheus_text import total
 
@@ -82,15 +83,7 @@ def oracle(copy_lm_dir: Path) -> Callable[[str, int], tuple[str, int, int]]:
     model = AutoModelForCausalLM.from_pretrained(copy_lm_dir).eval()
 
     def generate(prompt: str, max_new_tokens: int) -> tuple[str, int, int]:
-        encoded = tokenizer(prompt, return_tensors="pt")
-        with torch.inference_mode():
-            sequence = model.generate(
-                **encoded, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id
-            )[0]
-        new = sequence[encoded["input_ids"].shape[1] :].tolist()
-        if tokenizer.eos_token_id in new:
-            new = new[: new.index(tokenizer.eos_token_id)]
-        return tokenizer.decode(new, skip_special_tokens=True), encoded["input_ids"].shape[1], len(new)
+        return greedy_alone(tokenizer, model, prompt, max_new_tokens)
 
     return generate
 
