@@ -1,10 +1,11 @@
 """LLM serving benchmark: a small GPT-2 on CPU, heldout's streaming /v1/completions against three references.
 
 * offline static ``generate``: the same requests, sorted by max_tokens and cut into static batches (each
-  batch runs to its longest request), at the best batch size and the better of the model as transformers
-  loads it or with heldout's oneDNN packed linear layers (searched once, before the rounds), in this
-  process. Only the tokens each request asked for count, so the padding a static batch wastes is its own
-  cost;
+  batch runs to its longest request), at the best batch size, the better of the model as transformers
+  loads it or with heldout's oneDNN packed linear layers, and the better of one stream of batches on all
+  torch threads or two streams side by side on half the threads each (searched once, before the
+  rounds), in this process. Only the tokens each request asked for count, so the padding a static batch
+  wastes is its own cost;
 * plain FastAPI: a bare ``/v1/completions`` calling ``generate`` once per request and sending the whole text
   as one event, served by uvicorn as a ``def`` endpoint (FastAPI's thread pool, generates overlap) and as an
   ``async def`` endpoint (one generate at a time on the event loop);
@@ -30,6 +31,7 @@ Usage: ``python -m benchmarks.llm [--duration 10] [--rounds 3] [--concurrency 1,
 
 import argparse
 import asyncio
+import copy
 import json
 import os
 import random
@@ -39,6 +41,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -146,37 +149,58 @@ class Offline:
     throughput: float
     batch_size: int
     packed: bool
+    streams: int
 
     def describe(self) -> str:
-        return f"batch {self.batch_size}, {'packed' if self.packed else 'stock'} linear"
+        layout = "1 stream" if self.streams == 1 else f"{self.streams} streams side by side"
+        return f"batch {self.batch_size}, {'packed' if self.packed else 'stock'} linear, {layout}"
 
 
-def offline_static(models: dict[bool, Loaded], requests: list[Request], size: int, packed: bool) -> Offline:
-    """Completion tokens/s of one pass of static batches of ``size`` over the requests sorted by max_tokens."""
+def offline_static(
+    models: dict[bool, Loaded], requests: list[Request], size: int, packed: bool, streams: int, threads: int
+) -> Offline:
+    """Completion tokens/s of one pass of static batches of ``size`` over the requests sorted by max_tokens,
+    run by ``streams`` threads side by side (every other batch each), the torch threads split between them."""
     ordered = sorted(requests, key=lambda r: (r.max_tokens, len(r.prompt)))
     batches = [ordered[i : i + size] for i in range(0, len(ordered), size)]
-    generate(models[packed], [r.prompt for r in batches[0]], 2)
-    start = time.perf_counter()
-    for batch in batches:
-        generate(models[packed], [r.prompt for r in batch], max(r.max_tokens for r in batch))
-    return Offline(sum(r.max_tokens for r in requests) / (time.perf_counter() - start), size, packed)
+    tokenizer, model = models[packed]
+    # A fast tokenizer is not to be shared between threads that pad: each stream gets its own.
+    loaded = [(copy.deepcopy(tokenizer), model) for _ in range(streams)]
+
+    def warm(stream: int) -> None:
+        torch.set_num_threads(max(1, threads // streams))
+        generate(loaded[stream], [r.prompt for r in batches[0]], 2)
+
+    def run(stream: int) -> None:
+        for batch in batches[stream::streams]:
+            generate(loaded[stream], [r.prompt for r in batch], max(r.max_tokens for r in batch))
+
+    with ThreadPoolExecutor(streams) as pool:
+        list(pool.map(warm, range(streams)))
+        start = time.perf_counter()
+        list(pool.map(run, range(streams)))
+        seconds = time.perf_counter() - start
+    return Offline(sum(r.max_tokens for r in requests) / seconds, size, packed, streams)
 
 
-def best_offline(models: dict[bool, Loaded], requests: list[Request]) -> Offline:
-    """The best batch size and linear kernel: searched once (a pass of each takes tens of seconds here)."""
-    best = Offline(0.0, 0, False)
-    for packed in (False, True):
-        for size in BATCH_SIZES:
-            found = offline_static(models, requests, size, packed)
-            print(f"  offline {found.describe()}: {found.throughput:.1f} tokens/s", flush=True)
-            best = max(best, found, key=lambda o: o.throughput)
+def best_offline(models: dict[bool, Loaded], requests: list[Request], threads: int) -> Offline:
+    """The best batch size, linear kernel and number of streams: searched once (a pass of each takes
+    seconds to tens of seconds here)."""
+    best = Offline(0.0, 0, False, 1)
+    for streams in sorted({1, min(2, threads)}):
+        for packed in (False, True):
+            for size in BATCH_SIZES:
+                found = offline_static(models, requests, size, packed, streams, threads)
+                print(f"  offline {found.describe()}: {found.throughput:.1f} tokens/s", flush=True)
+                best = max(best, found, key=lambda o: o.throughput)
     return best
 
 
-def single_forward_ms(loaded: Loaded, requests: list[Request], count: int = 40) -> float:
+def single_forward_ms(loaded: Loaded, requests: list[Request], threads: int, count: int = 40) -> float:
     """p50 of one prompt's tokenize + forward pass: what the first token costs with nothing else running."""
     tokenizer, model = loaded
     timings = []
+    torch.set_num_threads(threads)
     with torch.inference_mode():
         for request in requests[:count]:
             start = time.perf_counter()
@@ -453,7 +477,7 @@ def run_rounds(
     singles: list[float] = []
     loads: dict[tuple[str, int], list[Load]] = {}
     ratios: list[tuple[float, float]] = []
-    config = best_offline(models, requests)
+    config = best_offline(models, requests, args.threads)
 
     def measured(server: Server, concurrency: int) -> Load:
         load = measure(server, requests, concurrency, args.duration)
@@ -463,13 +487,16 @@ def run_rounds(
     for round_ in range(args.rounds):
         # The machine's speed drifts, so every comparison is made within a round, between neighbours.
         print(f"round {round_ + 1}/{args.rounds}, load average {os.getloadavg()}", flush=True)
-        singles.append(min(single_forward_ms(models[packed], requests) for packed in (False, True)))
-        print(f"  single forward {singles[-1]:.1f} ms (the faster linear kernel)", flush=True)
+        singles.append(
+            min(single_forward_ms(models[p], requests, t) for p in (False, True) for t in {1, args.threads})
+        )
+        torch.set_num_threads(args.threads)
+        print(f"  single forward {singles[-1]:.1f} ms (the faster linear kernel and thread count)", flush=True)
         for concurrency in levels[:-1]:
             measured(heldout, concurrency)
-        before = offline_static(models, requests, config.batch_size, config.packed)
+        before = offline_static(models, requests, config.batch_size, config.packed, config.streams, args.threads)
         top = measured(heldout, levels[-1])
-        after = offline_static(models, requests, config.batch_size, config.packed)
+        after = offline_static(models, requests, config.batch_size, config.packed, config.streams, args.threads)
         offline.append(replace(before, throughput=(before.throughput + after.throughput) / 2))
         print(
             f"  offline {before.describe()}: {before.throughput:.1f} before, {after.throughput:.1f} after", flush=True
