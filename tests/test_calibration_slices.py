@@ -14,6 +14,7 @@ from metrics.calibration import N_BINS
 from metrics.classification import classification_report
 from metrics.errors import MetricInputError
 from metrics.slices import OTHER, group_positions, releasable
+from tests.calibration_oracle import ece_by_definition
 from tests.conftest import auth
 
 
@@ -36,26 +37,11 @@ def random_case(seed: int, n: int, k: int, *, int_labels: bool = False) -> dict[
     }
 
 
-def ece_by_definition(case: dict[str, Any]) -> tuple[float, list[tuple[int, float | None, float | None]]]:
-    """15 bins (lo, hi], 0 in the first; ECE = sum (n_b / n) |accuracy_b - confidence_b|, by plain loops."""
+def case_ece(case: dict[str, Any]) -> tuple[float, list[tuple[int, float | None, float | None]]]:
     labels = case["labels"]
-    edges = [b / N_BINS for b in range(N_BINS + 1)]
-    members: list[list[tuple[float, bool]]] = [[] for _ in range(N_BINS)]
-    for row, pred, ref in zip(case["probs"], case["predictions"], case["references"], strict=True):
-        confidence = float(row[labels.index(pred)])
-        b = 0 if confidence == 0 else next(b for b in range(N_BINS) if edges[b] < confidence <= edges[b + 1])
-        members[b].append((confidence, pred == ref))
-    n = len(case["predictions"])
-    ece, bins = 0.0, []
-    for items in members:
-        if not items:
-            bins.append((0, None, None))
-            continue
-        confidence = sum(c for c, _ in items) / len(items)
-        accuracy = sum(ok for _, ok in items) / len(items)
-        ece += len(items) / n * abs(accuracy - confidence)
-        bins.append((len(items), confidence, accuracy))
-    return ece, bins
+    confidences = [row[labels.index(pred)] for row, pred in zip(case["probs"], case["predictions"], strict=True)]
+    correct = [p == r for p, r in zip(case["predictions"], case["references"], strict=True)]
+    return ece_by_definition(confidences, correct)
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -65,7 +51,7 @@ def test_calibration_equals_its_definition_and_sklearn(seed: int) -> None:
     report = classification_report(case["predictions"], case["references"], probabilities=case["rows"])
     calibration = report.calibration
     assert calibration is not None
-    ece, bins = ece_by_definition(case)
+    ece, bins = case_ece(case)
     assert calibration.ece == pytest.approx(ece, abs=1e-12)
     for got, (count, confidence, accuracy) in zip(calibration.bins, bins, strict=True):
         assert got.count == count
@@ -107,7 +93,7 @@ def test_calibration_intervals_resample_examples() -> None:
         pick = np.repeat(np.arange(n), idx)
         sub = {key: [case[key][i] for i in pick] for key in ("predictions", "references")}
         sub |= {"probs": case["probs"][pick], "labels": case["labels"]}
-        draws["ece"].append(ece_by_definition(sub)[0])
+        draws["ece"].append(case_ece(sub)[0])
         refs = sub["references"]
         draws["brier"].append(brier_score_loss(refs, matrix[pick], labels=order))
         draws["log_loss"].append(log_loss(refs, matrix[pick], labels=order))
@@ -204,7 +190,7 @@ def test_calibration_and_slices_over_http(client: TestClient) -> None:
     order = sorted(case["labels"])
     matrix = case["probs"][:, [case["labels"].index(label) for label in order]]
     calibration = data["calibration"]
-    assert calibration["ece"] == pytest.approx(ece_by_definition(case)[0], abs=1e-12)
+    assert calibration["ece"] == pytest.approx(case_ece(case)[0], abs=1e-12)
     assert calibration["brier"] == pytest.approx(brier_score_loss(case["references"], matrix, labels=order), abs=1e-12)
     assert calibration["log_loss"] == pytest.approx(log_loss(case["references"], matrix, labels=order), abs=1e-12)
     assert len(calibration["bins"]) == N_BINS and sum(b["count"] for b in calibration["bins"]) == 90

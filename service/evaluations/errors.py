@@ -21,3 +21,7 @@ class EvaluationNotSucceeded(Conflict):
 
 class PredictionsIncomplete(Conflict):
     """A job reached reduction without one prediction per test record."""
+
+
+class NoCalibration(NotFound):
+    """The evaluation has no calibration: not a single-label classifier's, or its labels differ from the set's."""

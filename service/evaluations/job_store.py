@@ -249,8 +249,7 @@ def claim_reduce(db: Database, owner: str, lease: timedelta) -> int | None:
         )
 
 
-def predictions(db: Database, evaluation_id: int) -> list[Any]:
-    """The job's predictions in test-set order."""
+def _outputs(db: Database, evaluation_id: int) -> list[Any]:
     out: list[Any] = []
     with db.session() as session:
         for output in session.scalars(
@@ -260,6 +259,24 @@ def predictions(db: Database, evaluation_id: int) -> list[Any]:
         ):
             out.extend(output or [])
     return out
+
+
+def _label(output: Any) -> Any:
+    return output["label"] if isinstance(output, dict) else output
+
+
+def predictions(db: Database, evaluation_id: int) -> list[Any]:
+    """The job's predictions in order: the test set's, then (with the generalization gap) the training sample's."""
+    return [_label(output) for output in _outputs(db, evaluation_id)]
+
+
+def predictions_and_probabilities(db: Database, evaluation_id: int) -> tuple[list[Any], list[list[float]] | None]:
+    """Predictions, and a single-label classifier's probabilities per prediction (None where any lacks them)."""
+    outputs = _outputs(db, evaluation_id)
+    labels = [_label(output) for output in outputs]
+    if not outputs or not all(isinstance(output, dict) for output in outputs):
+        return labels, None
+    return labels, [output["probabilities"] for output in outputs]
 
 
 def finish(

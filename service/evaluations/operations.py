@@ -6,7 +6,7 @@ from service.db.models import Evaluation, TestSet
 from service.db.session import Database
 from service.domain_errors import Invalid
 from service.evaluations import job_store, results
-from service.evaluations.errors import EvaluationNotSucceeded, NoModelServed, TaskMismatch
+from service.evaluations.errors import EvaluationNotSucceeded, NoCalibration, NoModelServed, TaskMismatch
 from service.evaluations.runner import DEFAULT_MAX_NEW_TOKENS
 from service.inference.engine import InferenceEngine
 from service.settings import Settings
@@ -84,6 +84,8 @@ def create(
         raise Invalid("applies to generation models only", field="max_new_tokens")
     elif chat:
         raise Invalid("applies to generation models only", field="chat")
+    elif engine is not None and not model.multilabel:
+        options["labels"] = list(engine.loaded.labels)
     return job_store.create(
         db,
         row,
@@ -113,11 +115,28 @@ def info(job: Evaluation) -> dict[str, Any]:
         "test_set_sha256": job.test_set_sha256,
         "metrics": result.get("metrics", {}),
         "intervals": result.get("intervals", {}),
+        "calibration": result.get("calibration"),
+        "slices": result.get("slices"),
+        "worst_slice": result.get("worst_slice"),
         "error": job.error,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
     }
+
+
+def calibration(db: Database, evaluation_id: int) -> tuple[dict[str, Any], str]:
+    """A succeeded evaluation's stored calibration, and a title naming the model and the set."""
+    job = job_store.get(db, evaluation_id)
+    if job.status != "succeeded":
+        raise EvaluationNotSucceeded(f"evaluation {job.id} is {job.status}; only a succeeded one has a calibration")
+    found = (job.result or {}).get("calibration")
+    if found is None:
+        raise NoCalibration(
+            f"evaluation {job.id} has no calibration: only single-label classifiers whose labels cover the set's "
+            "have one"
+        )
+    return found, f"{job.model} on {job.test_set_name} v{job.test_set_version}"
 
 
 def compare_jobs(

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service.deps import DbDep, EvaluatorDep, OptionalEngineDep, ReaderDep, SettingsDep
@@ -19,6 +19,7 @@ from service.schemas.evaluations import (
 )
 from service.schemas.jsonable import to_jsonable
 from service.schemas.problem import problem_responses
+from service.views.reliability_svg import reliability_svg
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
 MAX_INT = 2**31 - 1
@@ -94,6 +95,17 @@ async def list_evaluations(
 @router.get("/{evaluation_id}", response_model=EvaluationInfo, responses=problem_responses(404, 422))
 async def get_evaluation(_: ReaderDep, db: DbDep, evaluation_id: EvaluationId) -> Any:
     return to_jsonable(operations.info(await run_in_threadpool(job_store.get, db, evaluation_id)))
+
+
+@router.get(
+    "/{evaluation_id}/calibration.svg",
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {}}}, **problem_responses(404, 409, 422)},
+    summary="The reliability diagram of a classifier evaluation's probabilities, as a self-contained SVG",
+)
+async def calibration_svg(_: ReaderDep, db: DbDep, evaluation_id: EvaluationId) -> Response:
+    found, title = await run_in_threadpool(operations.calibration, db, evaluation_id)
+    return Response(reliability_svg(found, title), media_type="image/svg+xml")
 
 
 @router.post(

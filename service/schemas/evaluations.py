@@ -4,8 +4,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.schemas.metrics import PairedResult, PairedTestName
-from service.schemas.test_sets import ReleasedInterval, TestSetRef, UtcDatetime
+from service.schemas.metrics import Calibration, PairedResult, PairedTestName
+from service.schemas.test_sets import ReleasedInterval, SliceReport, TestSetRef, UtcDatetime, WorstSlice
 
 Status = Literal["queued", "running", "succeeded", "failed"]
 MAX_ID = 2**31 - 1
@@ -58,6 +58,15 @@ class EvaluationInfo(BaseModel):
     test_set_sha256: str
     metrics: dict[str, float | None]
     intervals: dict[str, ReleasedInterval]
+    calibration: Calibration | None = Field(
+        None, description="Single-label classifiers: ECE, Brier, log loss and reliability bins of the probabilities."
+    )
+    slices: dict[str, SliceReport] | None = Field(
+        None,
+        description="Grouped open sets: per group of at least HELDOUT_MIN_SLICE_SIZE records (smaller groups pooled "
+        "as `other`). Never for a Ladder set.",
+    )
+    worst_slice: WorstSlice | None = Field(None, description="The slice scoring worst on the set's headline metric.")
     error: str | None = None
     created_at: UtcDatetime
     started_at: UtcDatetime | None

@@ -160,6 +160,18 @@ class ReleasedInterval(BaseModel):
     level: float
 
 
+class SliceReport(BaseModel):
+    metrics: dict[str, float | None]
+    intervals: dict[str, ReleasedInterval]
+    support: int
+
+
+class WorstSlice(BaseModel):
+    group: str
+    metric: str
+    value: float | None
+
+
 class ScoreResponse(BaseModel):
     test_set: TestSetRef
     mode: Literal["open", "ladder"]
@@ -168,3 +180,9 @@ class ScoreResponse(BaseModel):
     )
     intervals: dict[str, ReleasedInterval] = Field(description="Intervals of the metrics released.")
     budget_remaining: int | None = Field(description="Scored submissions left to this key today; null: no budget.")
+    slices: dict[str, SliceReport] | None = Field(
+        None,
+        description="Open mode, grouped sets: per group of at least HELDOUT_MIN_SLICE_SIZE records, smaller groups "
+        "pooled as `other`. Never under the Ladder.",
+    )
+    worst_slice: WorstSlice | None = None

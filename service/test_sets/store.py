@@ -67,6 +67,7 @@ def _row(test_set_id: int, position: int, record: Record) -> dict[str, Any]:
         "exact_fp": exact_fingerprint(record.input),
         "norm_fp": fingerprint(record.input),
         "target_fp": hashlib.sha256(canonical_json(record.target)).hexdigest()[:32],
+        "group": record.group,
     }
 
 
@@ -344,7 +345,8 @@ def list_inputs(db: Database, test_set_id: int, cursor: int, limit: int) -> Inpu
 
 
 def iter_targets(session: Session, test_set_id: int, start: int = 0, stop: int | None = None) -> Iterator[Any]:
-    query = select(TestRecord.record_id, TestRecord.target).where(
+    """(id, target, group) rows in set order."""
+    query = select(TestRecord.record_id, TestRecord.target, TestRecord.group).where(
         TestRecord.test_set_id == test_set_id, TestRecord.position >= start
     )
     if stop is not None:
@@ -352,15 +354,23 @@ def iter_targets(session: Session, test_set_id: int, start: int = 0, stop: int |
     yield from session.execute(query.order_by(TestRecord.position).execution_options(yield_per=10_000))
 
 
+@dataclass(frozen=True)
+class StoredTargets:
+    ids: list[str]
+    targets: list[Any]
+    groups: list[str | None] | None
+    """Each record's group; None when no record of the set has one."""
+
+
 class _TargetCache:
     """Recently scored sets' ids and targets, in this process: sets are immutable, so entries never go stale."""
 
     def __init__(self, max_records: int) -> None:
         self._max = max_records
-        self._entries: OrderedDict[tuple[str, int, str], tuple[list[str], list[Any]]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, int, str], StoredTargets] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, db: Database, row: TestSet) -> tuple[list[str], list[Any]]:
+    def get(self, db: Database, row: TestSet) -> StoredTargets:
         key = (db.url, row.id, row.sha256 or "")
         with self._lock:
             if key in self._entries:
@@ -369,7 +379,7 @@ class _TargetCache:
         loaded = _load_targets(db, row.id)
         with self._lock:
             self._entries[key] = loaded
-            while sum(len(ids) for ids, _ in self._entries.values()) > self._max and len(self._entries) > 1:
+            while sum(len(e.ids) for e in self._entries.values()) > self._max and len(self._entries) > 1:
                 self._entries.popitem(last=False)
         return loaded
 
@@ -377,18 +387,20 @@ class _TargetCache:
 _targets = _TargetCache(TARGET_CACHE_RECORDS)
 
 
-def _load_targets(db: Database, test_set_id: int) -> tuple[list[str], list[Any]]:
+def _load_targets(db: Database, test_set_id: int) -> StoredTargets:
     ids: list[str] = []
     targets: list[Any] = []
+    groups: list[str | None] = []
     with db.session() as session:
-        for record_id, target in iter_targets(session, test_set_id):
+        for record_id, target, group in iter_targets(session, test_set_id):
             ids.append(record_id)
             targets.append(target)
-    return ids, targets
+            groups.append(group)
+    return StoredTargets(ids, targets, groups if any(g is not None for g in groups) else None)
 
 
-def load_targets(db: Database, row: TestSet) -> tuple[list[str], list[Any]]:
-    """Ids and hidden targets in set order; for scoring only, never for a response. Callers must not mutate."""
+def load_targets(db: Database, row: TestSet) -> StoredTargets:
+    """Ids, hidden targets and groups in set order; for scoring only, never for a response. Callers must not mutate."""
     return _targets.get(db, row)
 
 
