@@ -48,6 +48,8 @@ REQUIRED_SERIES = {
         "heldout_evaluation_score_upper",
     },
     "online accuracy and F1": {"heldout_online_accuracy", "heldout_online_f1"},
+    "estimated (CBPE) accuracy and F1": {"heldout_estimated_accuracy", "heldout_estimated_f1"},
+    "calibration, worst slice and generalization gap": {"heldout_evaluation_score", "heldout_generalization_gap"},
     "drift share and per-column scores": {"heldout_drift_share", "heldout_drift_score"},
     "age of the last drift check": {"heldout_drift_check_timestamp_seconds"},
     "model info": {"heldout_model_info"},
@@ -95,6 +97,16 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
     latency = [q.expr for q in QUERIES if "heldout_http_request_duration_seconds_bucket" in q.expr]
     quantiles = {q for expr in latency for q in re.findall(r"histogram_quantile\(([\d.]+)", expr)}
     assert quantiles == {"0.5", "0.95", "0.99"}
+
+
+def test_estimated_accuracy_is_shown_beside_realized_online_accuracy() -> None:
+    beside = [
+        panel
+        for panel in dashboard()["panels"]
+        if {"heldout_online_accuracy", "heldout_estimated_accuracy"}
+        <= set().union(*(series_in(t["expr"]) for t in panel.get("targets", [])))
+    ]
+    assert len(beside) == 1, "one panel should show realized and estimated accuracy together"
 
 
 def test_template_variables_select_model_and_test_set() -> None:

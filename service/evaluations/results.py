@@ -18,7 +18,7 @@ from service.db.session import Database
 from service.domain_errors import DomainError, Invalid
 from service.evaluations import job_store
 from service.evaluations.errors import PredictionsIncomplete
-from service.evaluations.probabilities import calibration_of
+from service.evaluations.probabilities import calibration_and_estimator
 from service.test_sets.scoring import normalize, report
 from service.test_sets.submissions import released_slices, set_targets
 
@@ -91,14 +91,16 @@ def compute(db: Database, job: Evaluation, test_set: TestSet, options: ReduceOpt
     metrics: dict[str, float] = dict(scored.metrics)
     metrics.update(extra_scores(job.extra_metrics, predicted, target.targets))
     model_labels = job.options.get("labels")
-    calibration = None
+    fitted = None
     if probabilities is not None and model_labels:
-        calibration = calibration_of(model_labels, probabilities, target.targets, options.n_resamples)
+        fitted = calibration_and_estimator(model_labels, probabilities, target.targets, options.n_resamples)
     return {
         "metrics": metrics,
         "intervals": {n: {"low": i.low, "high": i.high, "level": i.level} for n, i in scored.intervals.items()},
         **released_slices(scored),
-        "calibration": None if calibration is None else dataclasses.asdict(calibration),
+        "calibration": None if fitted is None else dataclasses.asdict(fitted[0]),
+        # Internal: the maps drift checks estimate performance with; never part of a response.
+        "performance_estimator": None if fitted is None else fitted[1].to_json(),
     }
 
 

@@ -39,10 +39,28 @@ def latest_scores(db: Database) -> list[ScoreSeries]:
     return series
 
 
+def _scores(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The result's metrics, with calibration (ece, brier, log_loss) and the worst slice (worst_slice_<metric>)."""
+    metrics, intervals = dict(result.get("metrics") or {}), dict(result.get("intervals") or {})
+    calibration = result.get("calibration") or {}
+    for name in ("ece", "brier", "log_loss"):
+        if name in calibration:
+            metrics[name] = calibration[name]
+            intervals[name] = (calibration.get("confidence_intervals") or {}).get(name) or {}
+    worst = result.get("worst_slice")
+    if worst:
+        name = f"worst_slice_{worst['metric']}"
+        metrics[name] = worst["value"]
+        intervals[name] = ((result.get("slices") or {}).get(worst["group"]) or {}).get("intervals", {}).get(
+            worst["metric"]
+        ) or {}
+    return metrics, intervals
+
+
 def score_series(model: str, version: str, test_set: str, result: dict[str, Any]) -> list[ScoreSeries]:
     out = []
-    intervals = result.get("intervals") or {}
-    for metric, value in (result.get("metrics") or {}).items():
+    metrics, intervals = _scores(result)
+    for metric, value in metrics.items():
         if not isinstance(value, int | float):
             continue
         interval = intervals.get(metric) or {}
