@@ -138,6 +138,12 @@ evaluation_score_upper = Gauge(
     ["model", "model_version", "test_set", "metric"],
     multiprocess_mode="mostrecent",
 )
+generalization_gap = Gauge(
+    "heldout_generalization_gap",
+    "Training-sample score minus blind-set score of the latest evaluation with generalization_gap (by test set).",
+    ["model", "model_version", "test_set", "metric"],
+    multiprocess_mode="mostrecent",
+)
 evaluations_total = Counter(
     "heldout_evaluations_total",
     "Evaluation jobs finished, by final status (succeeded, failed); restored from the database at start.",

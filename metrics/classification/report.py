@@ -190,14 +190,8 @@ def classification_report(
             )
             for name, part in group_positions(groups, encoded.n_examples).items()
         }
-    universe, n_report, codes = encoded.universe, encoded.n_report, encoded.codes
-    if encoded.lengths is None:
-        counted = count_single(universe, n_report, codes["predictions"], codes["references"], average, pos_label, zd)
-    elif not universe:
-        raise MetricInputError("every example has an empty label set; pass labels to score them", "references")
-    else:
-        pred, true = encoded.indicator("predictions"), encoded.indicator("references")
-        counted = count_multilabel(universe, n_report, pred, true, average, zd)
+    counted = _count(encoded, average, pos_label, zd)
+    n_report = encoded.n_report
     point = {name: values[0] for name, values in counted.score(counted.cells[None], average).items()}
     per_class = {name: values[0] for name, values in counted.score(counted.cells[None], None).items()}
     report_labels = counted.universe[:n_report]
@@ -230,6 +224,41 @@ def classification_report(
         calibration=calibration,
         slices=slices,
     )
+
+
+def _count(encoded: Encoded, average: str | None, pos_label: str | int, zd: float) -> Counted:
+    universe, n_report, codes = encoded.universe, encoded.n_report, encoded.codes
+    if encoded.lengths is None:
+        return count_single(universe, n_report, codes["predictions"], codes["references"], average, pos_label, zd)
+    if not universe:
+        raise MetricInputError("every example has an empty label set; pass labels to score them", "references")
+    pred, true = encoded.indicator("predictions"), encoded.indicator("references")
+    return count_multilabel(universe, n_report, pred, true, average, zd)
+
+
+def score_draws(
+    predictions: Examples,
+    references: Examples,
+    *,
+    average: str = "macro",
+    labels: Sequence[Any] | None = None,
+    pos_label: str | int = 1,
+    zero_division: float | str = 0,
+    n_resamples: int,
+    seed: int | None,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The averaged scores and their values on ``n_resamples`` bootstrap resamples of the examples.
+
+    For comparisons between independent samples (an unpaired bootstrap), each side resampled on its own.
+    """
+    checked = check_average(average)
+    if checked is None:
+        raise MetricInputError("score_draws needs an averaged score; average must not be None", "average")
+    encoded = encode({"predictions": predictions, "references": references}, labels)
+    counted = _count(encoded, checked, pos_label, zero_division_value(zero_division))
+    point = {name: float(values[0]) for name, values in counted.score(counted.cells[None], checked).items()}
+    draws = _resample_scores(counted.cells, n_resamples, make_rng(seed), lambda cells: counted.score(cells, checked))
+    return {name: point[name] for name in SCORE_NAMES}, {name: draws[name] for name in SCORE_NAMES}
 
 
 def _calibration(

@@ -49,6 +49,7 @@ class EvaluationWorker:
         owner: str | None = None,
         retry_backoff_s: float = 1.0,
         min_slice_size: int = 30,
+        overfitting_gap: float = 0.05,
     ) -> None:
         self.db = db
         self.runner = runner
@@ -58,7 +59,7 @@ class EvaluationWorker:
         self.max_attempts = max_attempts
         self.n_resamples = n_resamples
         self.metric_workers = metric_workers
-        self.reduce_options = results.ReduceOptions(n_resamples, metric_workers, min_slice_size)
+        self.reduce_options = results.ReduceOptions(n_resamples, metric_workers, min_slice_size, overfitting_gap)
         self.retry_backoff_s = retry_backoff_s
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

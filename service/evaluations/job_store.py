@@ -62,8 +62,11 @@ def create(
     options: dict[str, Any],
     shard_size: int,
     created_by: str,
+    extra: int = 0,
 ) -> Evaluation:
-    """A queued job with its shards, in one transaction."""
+    """A queued job with its shards, in one transaction; ``extra`` positions past the set's (its training
+    sample, for the generalization gap) are run too."""
+    total = test_set.size + extra
     with db.session() as session:
         job = Evaluation(
             status="queued",
@@ -77,7 +80,7 @@ def create(
             metrics=metrics,
             extra_metrics=extra_metrics,
             options=options,
-            total=test_set.size,
+            total=total,
             done=0,
             created_by=created_by,
         )
@@ -88,11 +91,11 @@ def create(
                 evaluation_id=job.id,
                 idx=i,
                 start=start,
-                stop=min(start + shard_size, test_set.size),
+                stop=min(start + shard_size, total),
                 status="pending",
                 attempts=0,
             )
-            for i, start in enumerate(range(0, test_set.size, shard_size))
+            for i, start in enumerate(range(0, total, shard_size))
         )
     return job
 

@@ -18,8 +18,10 @@ from service.db.session import Database
 from service.domain_errors import DomainError, Invalid
 from service.evaluations import job_store
 from service.evaluations.errors import PredictionsIncomplete
+from service.evaluations.generalization import generalization
 from service.evaluations.probabilities import calibration_and_estimator
 from service.test_sets.scoring import normalize, report
+from service.test_sets.store import load_training_targets
 from service.test_sets.submissions import released_slices, set_targets
 
 log = logging.getLogger("heldout.evaluations")
@@ -67,6 +69,8 @@ class ReduceOptions:
     workers: int | None
     min_slice_size: int = 30
     """Slices of open sets: groups smaller than this pool into ``other`` (HELDOUT_MIN_SLICE_SIZE)."""
+    overfitting_gap: float = 0.05
+    """The generalization gap's lower bound past which a model overfits (HELDOUT_OVERFITTING_GAP)."""
 
 
 def compute(db: Database, job: Evaluation, test_set: TestSet, options: ReduceOptions) -> dict[str, Any]:
@@ -75,9 +79,13 @@ def compute(db: Database, job: Evaluation, test_set: TestSet, options: ReduceOpt
     Slices follow the blind-set rules: groups of at least ``min_slice_size``, none for a Ladder set.
     """
     target = set_targets(db, test_set)
-    raw, probabilities = job_store.predictions_and_probabilities(db, job.id)
-    if len(raw) != len(target.ids):
-        raise PredictionsIncomplete(f"{len(raw)} predictions for {len(target.ids)} records")
+    outputs, probabilities = job_store.predictions_and_probabilities(db, job.id)
+    n_train = int(job.options.get("generalization_gap", 0))
+    size = len(target.ids)
+    if len(outputs) != size + n_train:
+        raise PredictionsIncomplete(f"{len(outputs)} predictions for {size + n_train} records")
+    raw, train_raw = outputs[:size], outputs[size:]
+    probabilities = probabilities[:size] if probabilities is not None else None
     predicted = normalize(raw, target)
     min_slice_size = None if target.config.ladder else options.min_slice_size
     scored = report(
@@ -101,6 +109,20 @@ def compute(db: Database, job: Evaluation, test_set: TestSet, options: ReduceOpt
         "calibration": None if fitted is None else dataclasses.asdict(fitted[0]),
         # Internal: the maps drift checks estimate performance with; never part of a response.
         "performance_estimator": None if fitted is None else fitted[1].to_json(),
+        "generalization": (
+            generalization(
+                target,
+                predicted,
+                train_raw,
+                load_training_targets(db, test_set.id),
+                list(scored.metrics),
+                n_resamples=options.n_resamples,
+                workers=options.workers,
+                margin=options.overfitting_gap,
+            )
+            if n_train
+            else None
+        ),
     }
 
 

@@ -23,6 +23,7 @@ async def start_evaluations(app: FastAPI, settings: Settings, db: Database) -> N
         n_resamples=min(settings.scoring_resamples, settings.max_resamples),
         metric_workers=settings.metric_workers,
         min_slice_size=settings.min_slice_size,
+        overfitting_gap=settings.overfitting_gap,
     )
     worker.start()
     app.state.evaluations = worker

@@ -57,8 +57,18 @@ def _scores(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return metrics, intervals
 
 
+def _gaps(model: str, version: str, test_set: str, result: dict[str, Any]) -> list[ScoreSeries]:
+    gaps = (result.get("generalization") or {}).get("gap") or {}
+    return [
+        ScoreSeries(model, version, test_set, metric, float(gap["value"]), gap=True)
+        for metric, gap in gaps.items()
+        if isinstance(gap.get("value"), int | float)
+    ]
+
+
 def score_series(model: str, version: str, test_set: str, result: dict[str, Any]) -> list[ScoreSeries]:
-    out = []
+    """The scores of a result (with calibration and the worst slice), and its generalization gaps."""
+    out = _gaps(model, version, test_set, result)
     metrics, intervals = _scores(result)
     for metric, value in metrics.items():
         if not isinstance(value, int | float):

@@ -61,6 +61,7 @@ async def create(
             max_new_tokens=body.max_new_tokens,
             chat=body.chat,
             system=body.system,
+            generalization_gap=body.generalization_gap,
             created_by=principal.key_id,
         )
     )

@@ -36,6 +36,11 @@ class EvaluationRequest(BaseModel):
     system: str | None = Field(
         None, min_length=1, max_length=100_000, description="With chat: a system message before each input."
     )
+    generalization_gap: bool = Field(
+        False,
+        description="Also score the model on the set's kept training sample (an upload's training_file) and report "
+        "the gap, training minus blind-set score, with an unpaired bootstrap interval.",
+    )
 
 
 class EvaluationCreated(BaseModel):
@@ -46,6 +51,24 @@ class EvaluationCreated(BaseModel):
 class Progress(BaseModel):
     done: int
     total: int
+
+
+class GapValue(BaseModel):
+    value: float | None
+    low: float | None
+    high: float | None
+    level: float
+
+
+class Generalization(BaseModel):
+    train_metrics: dict[str, float | None] = Field(description="The scores on the kept training sample.")
+    gap: dict[str, GapValue] = Field(description="Per metric: training minus blind-set score, unpaired bootstrap.")
+    overfitting: bool | None = Field(
+        description="The headline metric's gap (in its better direction, 0-1 scale) exceeds HELDOUT_OVERFITTING_GAP "
+        "at its interval's lower bound; null without intervals (HELDOUT_SCORING_RESAMPLES=0)."
+    )
+    metric: str = Field(description="The headline metric overfitting is judged on (the set's ladder metric).")
+    train_size: int
 
 
 class EvaluationInfo(BaseModel):
@@ -67,6 +90,7 @@ class EvaluationInfo(BaseModel):
         "as `other`). Never for a Ladder set.",
     )
     worst_slice: WorstSlice | None = Field(None, description="The slice scoring worst on the set's headline metric.")
+    generalization: Generalization | None = Field(None, description="With generalization_gap: the gap and its verdict.")
     error: str | None = None
     created_at: UtcDatetime
     started_at: UtcDatetime | None

@@ -40,7 +40,11 @@ def upload_openapi() -> dict[str, Any]:
     properties = {
         "file": {**binary, "description": "The test set: JSONL or CSV records."},
         **schema["properties"],
-        "training_file": {**binary, "description": "Training data (JSONL, CSV or .txt) for the contamination check."},
+        "training_file": {
+            **binary,
+            "description": "Training data (JSONL, CSV or .txt) for the contamination check; a seeded sample of its "
+            "labelled records (HELDOUT_TRAINING_SAMPLE) is kept for the generalization gap.",
+        },
         "training_fingerprints": {**binary, "description": "One normalised-input sha256 per line, instead."},
     }
     return {
@@ -98,6 +102,11 @@ class ContaminationReport(BaseModel):
     example_ids: list[str]
 
 
+class TrainingSampleReport(BaseModel):
+    labelled: int = Field(description="Records of training_file with a usable label (or references).")
+    kept: int = Field(description="Of those, the seeded sample kept for the generalization gap (never released).")
+
+
 class Audit(BaseModel):
     records: int
     empty_inputs: EmptyInputs
@@ -107,6 +116,7 @@ class Audit(BaseModel):
     contamination: ContaminationReport | None
     ignored_fields: list[str]
     warnings: list[str]
+    training_sample: TrainingSampleReport | None = None
 
 
 class TestSetInfo(BaseModel):

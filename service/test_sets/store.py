@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from sqlalchemy import Column, ColumnElement, MetaData, String, Table, delete, func, select, update
+from sqlalchemy import Column, ColumnElement, MetaData, String, Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from service.db.models import Evaluation, ScoringState, TestRecord, TestSet, utcnow
+from service.db.models import Evaluation, ScoringState, TestRecord, TestSet, TrainingRecord, utcnow
 from service.db.session import Database
 from service.tasks import Task
 from service.test_sets import staging
@@ -28,7 +28,7 @@ from service.test_sets.config import ConfigForm, SetConfig, build_config, check_
 from service.test_sets.errors import TestSetNotFound, UploadInvalid, UploadNotStored
 from service.test_sets.fingerprint import exact_fingerprint, fingerprint
 from service.test_sets.records import Format, Record, RecordReader, canonical_json, detect_format
-from service.test_sets.training import TrainingSource, training_fingerprints
+from service.test_sets.training import TrainingSample, TrainingSource, training_fingerprints
 
 log = logging.getLogger("heldout.test_sets")
 INSERT_BATCH = 2000
@@ -54,6 +54,8 @@ class Upload:
     config: ConfigForm
     training: list[TrainingSource]
     created_by: str
+    training_sample: int = 0
+    """Labelled records of a training_file kept for the generalization gap (HELDOUT_TRAINING_SAMPLE)."""
 
 
 def _row(test_set_id: int, position: int, record: Record) -> dict[str, Any]:
@@ -157,13 +159,18 @@ def _store(db: Database, set_id: int, upload: Upload, max_record_bytes: int, if_
     audit = AuditBuilder(upload.task)
     staged = _stage_records(db, set_id, upload, reader, audit)
     beat = staging.Heartbeat(db, set_id)
+    has_file = any(source.field == "training_file" for source in upload.training)
+    sample = TrainingSample(upload.task, upload.training_sample) if has_file else None
     with db.session() as session:
         _check_unique_ids(session, set_id)
         labels = audit.sorted_labels() if upload.task is Task.classification else None
         config = build_config(upload.task, upload.config, labels or [], bool(reader.multilabel))
         contamination = (
-            _contamination(session, set_id, upload.training, max_record_bytes, beat) if upload.training else None
+            _contamination(session, set_id, upload.training, max_record_bytes, beat, sample)
+            if upload.training
+            else None
         )
+        kept = _keep_training_sample(session, set_id, sample, labels, bool(reader.multilabel)) if sample else 0
         beat()
         exact = _duplicate_groups(session, set_id, TestRecord.exact_fp)
         beat()
@@ -171,6 +178,8 @@ def _store(db: Database, set_id: int, upload: Upload, max_record_bytes: int, if_
         beat()
         conflicting = _duplicate_groups(session, set_id, TestRecord.norm_fp, conflicting=True)
     report = audit.finish(reader.records, exact, normalized, conflicting, contamination, reader.ignored_fields)
+    if sample is not None:
+        report["training_sample"] = {"labelled": sample.labelled, "kept": kept}
     values = {
         "audit": report,
         "sha256": staged.sha256,
@@ -233,12 +242,38 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, str]]) ->
     session.execute(dialect.insert(_TRAINING).on_conflict_do_nothing(), rows)
 
 
+def _keep_training_sample(
+    session: Session, test_set_id: int, sample: TrainingSample, labels: list[Any] | None, multilabel: bool
+) -> int:
+    """Stores the sampled training records whose target fits the set (labels matched by their text)."""
+    lookup = {str(label): label for label in labels or []}
+
+    def fitted(target: Any) -> Any:
+        if labels is None:
+            return target
+        if isinstance(target, list) != multilabel:
+            return None
+        if multilabel:
+            return sorted({lookup.get(str(v), v) for v in target}, key=str)
+        return lookup.get(str(target), target)
+
+    rows: list[dict[str, Any]] = []
+    for text, target in sample.kept:
+        value = fitted(target)
+        if value is not None:
+            rows.append({"test_set_id": test_set_id, "position": len(rows), "input": text, "target": value})
+    for start in range(0, len(rows), INSERT_BATCH):
+        session.execute(insert(TrainingRecord), rows[start : start + INSERT_BATCH])
+    return len(rows)
+
+
 def _contamination(
     session: Session,
     test_set_id: int,
     sources: list[TrainingSource],
     max_record_bytes: int,
     beat: Callable[[], None],
+    sample: TrainingSample | None = None,
 ) -> Contamination:
     """Streams training fingerprints into a temporary table and joins the test set's against it."""
     connection = session.connection()
@@ -247,7 +282,7 @@ def _contamination(
     _TRAINING.create(connection)
     batch: list[dict[str, str]] = []
     for source in sources:
-        for fp in training_fingerprints(source, max_record_bytes):
+        for fp in training_fingerprints(source, max_record_bytes, sample):
             batch.append({"fp": fp})
             if len(batch) >= INSERT_BATCH:
                 _insert_ignoring_duplicates(session, batch)
@@ -405,16 +440,48 @@ def load_targets(db: Database, row: TestSet) -> StoredTargets:
 
 
 def load_inputs(db: Database, test_set_id: int, start: int, stop: int) -> list[str]:
+    """Inputs at positions start..stop of the set followed by its training sample (positions from its size on)."""
     with db.session() as session:
-        return list(
+        row = session.get(TestSet, test_set_id)
+        size = row.size if row is not None else 0
+        inputs = list(
             session.scalars(
                 select(TestRecord.input)
                 .where(
                     TestRecord.test_set_id == test_set_id,
                     TestRecord.position >= start,
-                    TestRecord.position < stop,
+                    TestRecord.position < min(stop, size),
                 )
                 .order_by(TestRecord.position)
+            )
+        )
+        if stop > size:
+            inputs += session.scalars(
+                select(TrainingRecord.input)
+                .where(
+                    TrainingRecord.test_set_id == test_set_id,
+                    TrainingRecord.position >= max(start, size) - size,
+                    TrainingRecord.position < stop - size,
+                )
+                .order_by(TrainingRecord.position)
+            )
+        return inputs
+
+
+def training_size(db: Database, test_set_id: int) -> int:
+    with db.session() as session:
+        count = session.scalar(select(func.count()).where(TrainingRecord.test_set_id == test_set_id))
+    return int(count or 0)
+
+
+def load_training_targets(db: Database, test_set_id: int) -> list[Any]:
+    """The kept training sample's targets in order; for scoring only, never for a response."""
+    with db.session() as session:
+        return list(
+            session.scalars(
+                select(TrainingRecord.target)
+                .where(TrainingRecord.test_set_id == test_set_id)
+                .order_by(TrainingRecord.position)
             )
         )
 
@@ -428,6 +495,7 @@ def delete_test_set(db: Database, test_set_id: int) -> None:
         row = get_test_set(session, test_set_id)
         row.deleted_at = utcnow()
         session.execute(delete(TestRecord).where(TestRecord.test_set_id == test_set_id))
+        session.execute(delete(TrainingRecord).where(TrainingRecord.test_set_id == test_set_id))
         session.execute(delete(ScoringState).where(ScoringState.test_set_id == test_set_id))
         session.execute(
             update(Evaluation)
