@@ -10,10 +10,13 @@ Run from the repository root: python examples/drift_demo.py [--data-dir ./.heldo
    the label-free performance estimator (CBPE). The other half is the live traffic; the two never meet.
 3. In-distribution: sends the live half, builds the drift reference from its first part, and checks the
    second: no dataset drift, and the estimated accuracy is next to the realized one.
-4. Covariate shift: the live sentences typed through a noisy keyboard. The check finds drift; the estimate
-   falls with the realized accuracy, which it learns without a single label.
-5. Guardian news headlines (another domain, whose labels never come back): only the estimate speaks.
-6. Label shift: only the rotten sentences. Class frequencies move, p(label | text) with them: CBPE's
+4. Covariate shift: only the longer half of the live sentences. Inputs move, p(label | text) does not:
+   the estimate follows the realized accuracy without a single label.
+5. Corrupted inputs: the live sentences typed through a noisy keyboard. The check finds drift and the
+   estimate falls, but less than the realized accuracy: the model's confidence on garbled text is not
+   calibrated the way it was on clean text, which CBPE cannot see.
+6. Guardian news headlines (another domain, whose labels never come back): only the estimate speaks.
+7. Label shift: only the rotten sentences. Class frequencies move, p(label | text) with them: CBPE's
    assumption breaks, and the estimate can sit off the realized accuracy (see the README).
 Feedback then returns the labels the reviews have, and online accuracy is printed beside the estimates.
 
@@ -212,12 +215,24 @@ def run(base: str, data_dir: Path) -> None:
         result = check(client, second_window, data_dir)
         show("check of the second live part", result)
         table.append(estimate_row("in-distribution", result, realized(second, [r["label"] for r in live[quarter:]])))
+        whole = {"from": first_window["from"], "to": second_window["to"]}
+        result = check(client, whole, data_dir)
+        truth = realized(first + second, [r["label"] for r in live])
+        table.append(estimate_row("in-distribution, all live", result, truth))
+
+        words = sorted(len(r["text"].split()) for r in live)[len(live) // 2]
+        long_rows = [r for r in live if len(r["text"].split()) > words]
+        long, long_window = sent(client, [r["text"] for r in long_rows])
+        result = check(client, long_window, data_dir)
+        show("check of the longer half of the reviews", result)
+        truth = realized(long, [r["label"] for r in long_rows])
+        table.append(estimate_row("long reviews (covariate shift)", result, truth))
 
         noisy_texts = [with_typos(r["text"], rng) for r in live]
         noisy, noisy_window = sent(client, noisy_texts)
         result = check(client, noisy_window, data_dir)
         show("check of the reviews with typos", result)
-        table.append(estimate_row("typos (covariate shift)", result, realized(noisy, [r["label"] for r in live])))
+        table.append(estimate_row("typos (corrupted inputs)", result, realized(noisy, [r["label"] for r in live])))
 
         news = headlines(data_dir)
         rng.shuffle(news)
