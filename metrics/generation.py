@@ -389,3 +389,32 @@ def generation_report(
         name: _metric_score(spec, stat, sig, sentence_level, interval)
         for name, spec, stat, sig, interval in zip(names, specs, stats, sigs, intervals, strict=True)
     }
+
+
+def generation_draws(
+    hypotheses: Sequence[str],
+    references: Sequence[str | Sequence[str]],
+    *,
+    metrics: Sequence[str],
+    n_resamples: int,
+    seed: int | None,
+    workers: int | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Corpus scores (default sacrebleu options) and their values on ``n_resamples`` bootstrap resamples.
+
+    For comparisons between independent samples (an unpaired bootstrap), each side resampled on its own.
+    """
+    hyps = check_segments(hypotheses, "hypotheses", None)
+    refs = check_references(references, len(hyps))
+    names = check_metric_names(metrics, METRICS)
+    specs = metric_specs(names, "13a", False, 0)
+    workers = resolve_workers(workers)
+    stats = [array[0] for array in extract_statistics(specs, [hyps], refs, workers=workers)]
+    widths = np.cumsum([0] + [spec.width for spec in specs])
+    sums = bootstrap_sums(np.hstack(stats), n_resamples, check_seed(seed), workers)
+    point = {name: float(point_score(spec, stat).score) for name, spec, stat in zip(names, specs, stats, strict=True)}
+    draws = {
+        name: score_function(spec)(sums[:, start:stop])
+        for name, spec, start, stop in zip(names, specs, widths[:-1], widths[1:], strict=True)
+    }
+    return point, draws

@@ -5,6 +5,7 @@ periodically, so gauges use ``mostrecent`` in multiprocess mode and survive rest
 bounded: ``model`` is a served model's name and ``column`` one of the fixed drift columns.
 """
 
+import contextlib
 import threading
 from dataclasses import dataclass
 
@@ -23,6 +24,18 @@ online_accuracy = Gauge(
 online_f1 = Gauge(
     "heldout_online_f1",
     "Macro F1 of the served model on the feedback window, over the labels present in it.",
+    ["model"],
+    multiprocess_mode="mostrecent",
+)
+estimated_accuracy = Gauge(
+    "heldout_estimated_accuracy",
+    "Label-free (CBPE) accuracy estimate of the served model on the latest drift check's window.",
+    ["model"],
+    multiprocess_mode="mostrecent",
+)
+estimated_f1 = Gauge(
+    "heldout_estimated_f1",
+    "Label-free (CBPE) macro F1 estimate of the served model on the latest drift check's window.",
     ["model"],
     multiprocess_mode="mostrecent",
 )
@@ -70,6 +83,9 @@ class DriftSnapshot:
     detected: bool
     scores: list[tuple[str, str, float]]
     """(column, method, score)."""
+    estimated_accuracy: float | None = None
+    """CBPE's estimate for the window; None when the check had none (the series is then dropped)."""
+    estimated_f1: float | None = None
 
 
 _lock = threading.Lock()
@@ -92,6 +108,12 @@ def publish_drift(snapshot: DriftSnapshot) -> None:
         for column, method, score in snapshot.scores:
             drift_score.labels(snapshot.model, column, method).set(score)
         _score_labels[snapshot.model] = current
+        for gauge, value in ((estimated_accuracy, snapshot.estimated_accuracy), (estimated_f1, snapshot.estimated_f1)):
+            if value is not None:
+                gauge.labels(snapshot.model).set(value)
+            else:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(snapshot.model)
 
 
 def publish_online(model: str, scores: OnlineScores) -> None:

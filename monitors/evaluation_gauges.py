@@ -19,6 +19,7 @@ from monitors.instruments import (
     evaluation_score_lower,
     evaluation_score_upper,
     evaluations_total,
+    generalization_gap,
     human_rating,
     scoring_submissions_total,
 )
@@ -62,11 +63,16 @@ class ScoreSeries:
     value: float
     low: float | None = None
     high: float | None = None
+    gap: bool = False
+    """A generalization gap (heldout_generalization_gap) rather than a score."""
 
 
 def publish_scores(series: Iterable[ScoreSeries]) -> None:
     for s in series:
         labels = (s.model, s.model_version, test_set_label(s.test_set), s.metric)
+        if s.gap:
+            generalization_gap.labels(*labels).set(s.value)
+            continue
         evaluation_score.labels(*labels).set(s.value)
         if s.low is not None and s.high is not None:
             evaluation_score_lower.labels(*labels).set(s.low)

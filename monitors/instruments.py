@@ -152,6 +152,12 @@ human_rating = Gauge(
     ["model", "model_version", "test_set"],
     multiprocess_mode="mostrecent",
 )
+generalization_gap = Gauge(
+    "heldout_generalization_gap",
+    "Training-sample score minus blind-set score of the latest evaluation with generalization_gap (by test set).",
+    ["model", "model_version", "test_set", "metric"],
+    multiprocess_mode="mostrecent",
+)
 evaluations_total = Counter(
     "heldout_evaluations_total",
     "Evaluation jobs finished, by final status (succeeded, failed); restored from the database at start.",

@@ -116,6 +116,16 @@ class Settings(BaseSettings):
     scoring_resamples: int = Field(
         1000, ge=0, description="Bootstrap resamples behind score intervals and ladder tests (capped by max_resamples)."
     )
+    min_slice_size: int = Field(
+        30, ge=1, description="Smallest group a blind set reports as its own slice; smaller ones pool into `other`."
+    )
+    training_sample: int = Field(
+        1000, ge=0, description="Labelled training records an upload's training_file keeps (seeded sample) for the "
+        "generalization gap; 0 keeps none.",
+    )
+    overfitting_gap: float = Field(
+        0.05, ge=0, description="An evaluation reports overfitting when the gap's lower bound exceeds this (0-1 scale)."
+    )
     evaluation_worker: bool = Field(True, description="Run evaluation jobs in this process (with a model loaded).")
     evaluation_shard_size: int = Field(256, ge=1, description="Examples per evaluation shard: the unit of leasing.")
     evaluation_lease_s: float = Field(

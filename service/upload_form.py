@@ -60,7 +60,7 @@ def _validated(form: FormData) -> tuple[UploadForm, dict[str, UploadFile]]:
     return parsed, files
 
 
-def _upload(form: UploadForm, files: dict[str, UploadFile], created_by: str) -> Upload:
+def _upload(form: UploadForm, files: dict[str, UploadFile], created_by: str, training_sample: int) -> Upload:
     return Upload(
         name=form.name,
         task=Task(form.task),
@@ -81,14 +81,20 @@ def _upload(form: UploadForm, files: dict[str, UploadFile], created_by: str) -> 
         ),
         training=[TrainingSource(key, files[key].filename, files[key].file) for key in TRAINING_FIELDS if key in files],
         created_by=created_by,
+        training_sample=training_sample,
     )
 
 
 @asynccontextmanager
-async def upload_from(request: Request, data_dir: Path, created_by: str) -> AsyncIterator[Upload]:
-    """The request's upload, its files open (spooled under the data dir) until the block ends."""
+async def upload_from(
+    request: Request, data_dir: Path, created_by: str, training_sample: int = 0
+) -> AsyncIterator[Upload]:
+    """The request's upload, its files open (spooled under the data dir) until the block ends.
+
+    ``training_sample``: how many labelled records of a training_file to keep (HELDOUT_TRAINING_SAMPLE).
+    """
     form = await _read(request, data_dir)
     try:
-        yield _upload(*_validated(form), created_by)
+        yield _upload(*_validated(form), created_by, training_sample)
     finally:
         await form.close()

@@ -49,6 +49,8 @@ REQUIRED_SERIES = {
     },
     "human ratings": {"heldout_human_rating"},
     "online accuracy and F1": {"heldout_online_accuracy", "heldout_online_f1"},
+    "estimated (CBPE) accuracy and F1": {"heldout_estimated_accuracy", "heldout_estimated_f1"},
+    "calibration, worst slice and generalization gap": {"heldout_evaluation_score", "heldout_generalization_gap"},
     "drift share and per-column scores": {"heldout_drift_share", "heldout_drift_score"},
     "age of the last drift check": {"heldout_drift_check_timestamp_seconds"},
     "model info": {"heldout_model_info"},
@@ -96,6 +98,16 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
     latency = [q.expr for q in QUERIES if "heldout_http_request_duration_seconds_bucket" in q.expr]
     quantiles = {q for expr in latency for q in re.findall(r"histogram_quantile\(([\d.]+)", expr)}
     assert quantiles == {"0.5", "0.95", "0.99"}
+
+
+def test_estimated_accuracy_is_shown_beside_realized_online_accuracy() -> None:
+    beside = [
+        panel
+        for panel in dashboard()["panels"]
+        if {"heldout_online_accuracy", "heldout_estimated_accuracy"}
+        <= set().union(*(series_in(t["expr"]) for t in panel.get("targets", [])))
+    ]
+    assert len(beside) == 1, "one panel should show realized and estimated accuracy together"
 
 
 def test_template_variables_select_model_and_test_set() -> None:
@@ -151,6 +163,7 @@ def start_heldout(tmp: Path, port: int, model: Path) -> subprocess.Popen[str]:
         "HELDOUT_DEMO_MODEL": "false",
         "HELDOUT_API_KEYS": f"evaluator:{EVALUATOR_KEY},admin:{ADMIN_KEY}",
         "HELDOUT_DRIFT_MIN_ROWS": "20",
+        "HELDOUT_MIN_SLICE_SIZE": "10",
         "HELDOUT_METRIC_WORKERS": "1",
         "HELDOUT_TORCH_THREADS": "1",
         "HELDOUT_LOG_LEVEL": "warning",
@@ -198,20 +211,28 @@ def wait_done(client: httpx.Client, path: str) -> dict[str, Any]:
 
 
 def exercise_monitoring(client: httpx.Client) -> None:
-    """What produces the evaluation, scoring, online and drift series: a blind test set, an evaluation
-    of the served model on it, a scored submission, feedback on live predictions, and a drift check."""
+    """What produces the evaluation, scoring, online, drift and estimate series: a grouped blind test set with a
+    labelled training file, an evaluation of the served model on it with the generalization gap (calibration,
+    worst slice, gap), a scored submission, feedback on live predictions, and a drift check (CBPE)."""
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    records = [{"id": f"r{i}", "text": text, "label": LABELS[i % 3]} for i, text in enumerate(sentences(40, 1))]
+    records = [
+        {"id": f"r{i}", "text": text, "label": LABELS[i % 3], "group": "short" if len(text) < 30 else "long"}
+        for i, text in enumerate(sentences(40, 1))
+    ]
     content = "\n".join(json.dumps(r) for r in records).encode()
+    training = "\n".join(json.dumps({"text": t, "label": LABELS[i % 3]}) for i, t in enumerate(sentences(30, 3)))
     upload = client.post(
         "/v1/test-sets",
         headers=admin,
         data={"name": "dashboard-set", "task": "classification"},
-        files={"file": ("set.jsonl", content, "application/x-ndjson")},
+        files={
+            "file": ("set.jsonl", content, "application/x-ndjson"),
+            "training_file": ("train.jsonl", training.encode(), "application/x-ndjson"),
+        },
     )
     assert upload.status_code == 201, upload.text
     test_set = upload.json()["id"]
-    evaluation = client.post("/v1/evaluations", json={"test_set": test_set})
+    evaluation = client.post("/v1/evaluations", json={"test_set": test_set, "generalization_gap": True})
     assert evaluation.status_code == 202, evaluation.text
     wait_done(client, f"/v1/evaluations/{evaluation.json()['id']}")
     guesses = {r["id"]: LABELS[0] for r in records}

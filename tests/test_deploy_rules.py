@@ -48,6 +48,7 @@ def test_the_issue_asks_for_these_alerts(alerts: list[dict[str, Any]]) -> None:
     assert {rule["alert"] for rule in alerts} == {
         "HeldoutDriftDetected",
         "HeldoutOnlineAccuracyLow",
+        "HeldoutEstimatedAccuracyDrop",
         "HeldoutEvaluationRegression",
         "HeldoutLatencyP99High",
         "HeldoutHighErrorRatio",

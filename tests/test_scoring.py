@@ -49,7 +49,8 @@ def test_classification_scores_match_sklearn(db_client: TestClient) -> None:
     assert result["metrics"] == pytest.approx(expected, abs=1e-12)
     assert result["mode"] == "open" and result["budget_remaining"] is None
     assert result["test_set"] == {k: body[k] for k in ("id", "name", "version", "sha256")}
-    assert set(result) == {"test_set", "mode", "metrics", "intervals", "budget_remaining"}
+    assert set(result) == {"test_set", "mode", "metrics", "intervals", "budget_remaining", "slices", "worst_slice"}
+    assert result["slices"] is None and result["worst_slice"] is None  # an ungrouped set has no slices
     for name, interval in result["intervals"].items():
         assert interval["level"] == 0.95 and interval["low"] <= expected[name] <= interval["high"]
 

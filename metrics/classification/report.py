@@ -1,18 +1,21 @@
 """The classification report: point scores, per-class scores, confusion, majority baseline, warnings, intervals."""
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from metrics.bootstrap import Interval, make_rng, multinomial_resamples, percentile_interval
+from metrics.calibration import Calibration, calibration_report
 from metrics.classification.counts import ConfusionMatrix, Counted, count_multilabel, count_single, show_labels
-from metrics.classification.encoding import Examples, encode
+from metrics.classification.encoding import Encoded, Examples, encode
+from metrics.classification.probabilities import probability_matrix
 from metrics.classification.scores import Scores, zero_division_value
 from metrics.errors import MetricInputError
 from metrics.options import check_average, check_confidence_level, check_resamples, check_seed
+from metrics.slices import group_positions, take
 
 # A majority class at or above this share of references makes accuracy a misleading headline.
 IMBALANCE_SHARE = 0.8
@@ -51,6 +54,10 @@ class ClassificationReport:
     majority_baseline: MajorityBaseline
     warnings: list[str] = field(default_factory=list)
     confidence_intervals: dict[str, Interval] = field(default_factory=dict)
+    calibration: Calibration | None = None
+    """With probabilities: ECE, Brier, log loss and reliability bins (single-label only)."""
+    slices: "dict[str, ClassificationReport] | None" = None
+    """With groups: the same report on each group's examples alone."""
 
 
 def to_dict(report: ClassificationReport) -> dict[str, Any]:
@@ -142,12 +149,16 @@ def classification_report(
     n_resamples: int = 0,
     seed: int | None = 0,
     max_resamples: int | None = None,
+    probabilities: Sequence[Mapping[Any, float]] | None = None,
+    groups: Sequence[str] | None = None,
 ) -> ClassificationReport:
     """Accuracy, precision, recall, F1 (sklearn semantics) per class, confusion, majority baseline, intervals.
 
     Inputs are one label per example (int, str or bool), or one list of labels per example
     (multilabel; accuracy is then subset accuracy). With ``n_resamples > 0`` the averaged scores get
     percentile bootstrap intervals (per label when ``average`` is None, keyed ``"f1[label]"``).
+    ``probabilities`` (one {label: probability} object per example) adds ``calibration``; ``groups`` (one
+    string per example) adds ``slices``, each the report of one group's examples with the same options.
     Raises MetricInputError for bad input.
     """
     average = check_average(average)
@@ -156,14 +167,31 @@ def classification_report(
     seed = check_seed(seed)
     zd = zero_division_value(zero_division)
     encoded = encode({"predictions": predictions, "references": references}, labels)
-    universe, n_report, codes = encoded.universe, encoded.n_report, encoded.codes
-    if encoded.lengths is None:
-        counted = count_single(universe, n_report, codes["predictions"], codes["references"], average, pos_label, zd)
-    elif not universe:
-        raise MetricInputError("every example has an empty label set; pass labels to score them", "references")
-    else:
-        pred, true = encoded.indicator("predictions"), encoded.indicator("references")
-        counted = count_multilabel(universe, n_report, pred, true, average, zd)
+    options: dict[str, Any] = {
+        "average": average,
+        "labels": labels,
+        "pos_label": pos_label,
+        "zero_division": zero_division,
+        "confidence_level": level,
+        "n_resamples": n_resamples,
+        "seed": seed,
+    }
+    calibration = None
+    if probabilities is not None:
+        calibration = _calibration(encoded, probabilities, level, n_resamples, seed)
+    slices = None
+    if groups is not None:
+        slices = {
+            name: classification_report(
+                take(predictions, part),
+                take(references, part),
+                probabilities=None if probabilities is None else take(probabilities, part),
+                **options,
+            )
+            for name, part in group_positions(groups, encoded.n_examples).items()
+        }
+    counted = _count(encoded, average, pos_label, zd)
+    n_report = encoded.n_report
     point = {name: values[0] for name, values in counted.score(counted.cells[None], average).items()}
     per_class = {name: values[0] for name, values in counted.score(counted.cells[None], None).items()}
     report_labels = counted.universe[:n_report]
@@ -193,4 +221,58 @@ def classification_report(
         warnings=_label_warnings(counted, labels is not None)
         + _zero_division_warnings(counted, average, zero_division),
         confidence_intervals=(_intervals(counted, average, level, n_resamples, seed) if n_resamples > 0 else {}),
+        calibration=calibration,
+        slices=slices,
+    )
+
+
+def _count(encoded: Encoded, average: str | None, pos_label: str | int, zd: float) -> Counted:
+    universe, n_report, codes = encoded.universe, encoded.n_report, encoded.codes
+    if encoded.lengths is None:
+        return count_single(universe, n_report, codes["predictions"], codes["references"], average, pos_label, zd)
+    if not universe:
+        raise MetricInputError("every example has an empty label set; pass labels to score them", "references")
+    pred, true = encoded.indicator("predictions"), encoded.indicator("references")
+    return count_multilabel(universe, n_report, pred, true, average, zd)
+
+
+def score_draws(
+    predictions: Examples,
+    references: Examples,
+    *,
+    average: str = "macro",
+    labels: Sequence[Any] | None = None,
+    pos_label: str | int = 1,
+    zero_division: float | str = 0,
+    n_resamples: int,
+    seed: int | None,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The averaged scores and their values on ``n_resamples`` bootstrap resamples of the examples.
+
+    For comparisons between independent samples (an unpaired bootstrap), each side resampled on its own.
+    """
+    checked = check_average(average)
+    if checked is None:
+        raise MetricInputError("score_draws needs an averaged score; average must not be None", "average")
+    encoded = encode({"predictions": predictions, "references": references}, labels)
+    counted = _count(encoded, checked, pos_label, zero_division_value(zero_division))
+    point = {name: float(values[0]) for name, values in counted.score(counted.cells[None], checked).items()}
+    draws = _resample_scores(counted.cells, n_resamples, make_rng(seed), lambda cells: counted.score(cells, checked))
+    return {name: point[name] for name in SCORE_NAMES}, {name: draws[name] for name in SCORE_NAMES}
+
+
+def _calibration(
+    encoded: Encoded, probabilities: Sequence[Mapping[Any, float]], level: float, n_resamples: int, seed: int | None
+) -> Calibration:
+    if encoded.lengths is not None:
+        raise MetricInputError("probabilities apply to single-label examples only", "probabilities")
+    matrix = probability_matrix(probabilities, encoded.universe, encoded.n_examples)
+    codes = encoded.codes
+    return calibration_report(
+        matrix,
+        codes["references"],
+        codes["predictions"],
+        confidence_level=level,
+        n_resamples=n_resamples,
+        seed=seed,
     )

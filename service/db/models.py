@@ -103,6 +103,22 @@ class TestRecord(Base):
     exact_fp: Mapped[str] = mapped_column(String(32), nullable=False)
     norm_fp: Mapped[str] = mapped_column(String(64), nullable=False)
     target_fp: Mapped[str] = mapped_column(String(32), nullable=False)
+    group: Mapped[str | None] = mapped_column(String(200))
+    """The record's slice, if the upload named one; like ``target``, never returned by any endpoint."""
+
+
+class TrainingRecord(Base):
+    """One labelled training example of the seeded sample kept at upload, for the generalization gap.
+
+    Held like test records' targets: scored against, never returned.
+    """
+
+    __tablename__ = "training_record"
+
+    test_set_id: Mapped[int] = mapped_column(ForeignKey("test_set.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    input: Mapped[str] = mapped_column(Text, nullable=False)
+    target: Mapped[Any] = mapped_column(JSON, nullable=False)
 
 
 class ScoringState(Base):

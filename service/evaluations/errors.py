@@ -33,3 +33,7 @@ class RatingsInvalid(Invalid):
 
 class TooFewRatedSystems(Conflict):
     """Agreement between a metric and people needs at least three rated evaluations of one test-set version."""
+
+
+class NoCalibration(NotFound):
+    """The evaluation has no calibration: not a single-label classifier's, or its labels differ from the set's."""

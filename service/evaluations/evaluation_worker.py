@@ -48,6 +48,8 @@ class EvaluationWorker:
         metric_workers: int | None,
         owner: str | None = None,
         retry_backoff_s: float = 1.0,
+        min_slice_size: int = 30,
+        overfitting_gap: float = 0.05,
     ) -> None:
         self.db = db
         self.runner = runner
@@ -57,6 +59,7 @@ class EvaluationWorker:
         self.max_attempts = max_attempts
         self.n_resamples = n_resamples
         self.metric_workers = metric_workers
+        self.reduce_options = results.ReduceOptions(n_resamples, metric_workers, min_slice_size, overfitting_gap)
         self.retry_backoff_s = retry_backoff_s
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -175,7 +178,7 @@ class EvaluationWorker:
         def compute() -> tuple[dict[str, object] | None, str | None]:
             with self.db.session() as session:
                 test_set = session.get(TestSet, job.test_set_id)
-            return results.reduce(self.db, job, test_set, self.n_resamples, self.metric_workers)
+            return results.reduce(self.db, job, test_set, self.reduce_options)
 
         result, error = await asyncio.to_thread(compute)
         finished = await asyncio.to_thread(job_store.finish, self.db, job_id, self.owner, result, error)

@@ -62,8 +62,11 @@ def create(
     options: dict[str, Any],
     shard_size: int,
     created_by: str,
+    extra: int = 0,
 ) -> Evaluation:
-    """A queued job with its shards, in one transaction."""
+    """A queued job with its shards, in one transaction; ``extra`` positions past the set's (its training
+    sample, for the generalization gap) are run too."""
+    total = test_set.size + extra
     with db.session() as session:
         job = Evaluation(
             status="queued",
@@ -77,7 +80,7 @@ def create(
             metrics=metrics,
             extra_metrics=extra_metrics,
             options=options,
-            total=test_set.size,
+            total=total,
             done=0,
             created_by=created_by,
         )
@@ -88,11 +91,11 @@ def create(
                 evaluation_id=job.id,
                 idx=i,
                 start=start,
-                stop=min(start + shard_size, test_set.size),
+                stop=min(start + shard_size, total),
                 status="pending",
                 attempts=0,
             )
-            for i, start in enumerate(range(0, test_set.size, shard_size))
+            for i, start in enumerate(range(0, total, shard_size))
         )
     return job
 
@@ -249,8 +252,7 @@ def claim_reduce(db: Database, owner: str, lease: timedelta) -> int | None:
         )
 
 
-def predictions(db: Database, evaluation_id: int) -> list[Any]:
-    """The job's predictions in test-set order."""
+def _outputs(db: Database, evaluation_id: int) -> list[Any]:
     out: list[Any] = []
     with db.session() as session:
         for output in session.scalars(
@@ -260,6 +262,24 @@ def predictions(db: Database, evaluation_id: int) -> list[Any]:
         ):
             out.extend(output or [])
     return out
+
+
+def _label(output: Any) -> Any:
+    return output["label"] if isinstance(output, dict) else output
+
+
+def predictions(db: Database, evaluation_id: int) -> list[Any]:
+    """The job's predictions in order: the test set's, then (with the generalization gap) the training sample's."""
+    return [_label(output) for output in _outputs(db, evaluation_id)]
+
+
+def predictions_and_probabilities(db: Database, evaluation_id: int) -> tuple[list[Any], list[list[float]] | None]:
+    """Predictions, and a single-label classifier's probabilities per prediction (None where any lacks them)."""
+    outputs = _outputs(db, evaluation_id)
+    labels = [_label(output) for output in outputs]
+    if not outputs or not all(isinstance(output, dict) for output in outputs):
+        return labels, None
+    return labels, [output["probabilities"] for output in outputs]
 
 
 def finish(

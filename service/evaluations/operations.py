@@ -6,7 +6,7 @@ from service.db.models import Evaluation, TestSet
 from service.db.session import Database
 from service.domain_errors import Invalid
 from service.evaluations import job_store, results
-from service.evaluations.errors import EvaluationNotSucceeded, NoModelServed, TaskMismatch
+from service.evaluations.errors import EvaluationNotSucceeded, NoCalibration, NoModelServed, TaskMismatch
 from service.evaluations.runner import DEFAULT_MAX_NEW_TOKENS
 from service.inference.engine import InferenceEngine
 from service.settings import Settings
@@ -14,7 +14,7 @@ from service.tasks import Task
 from service.test_sets.config import METRICS
 from service.test_sets.paired import compare
 from service.test_sets.scoring import normalize
-from service.test_sets.store import get_test_set, latest_by_name
+from service.test_sets.store import get_test_set, latest_by_name, training_size
 from service.test_sets.submissions import set_targets
 
 
@@ -58,6 +58,7 @@ def create(
     created_by: str,
     chat: bool = False,
     system: str | None = None,
+    generalization_gap: bool = False,
 ) -> Evaluation:
     model = served_identity(engine)
     if model is None:
@@ -84,6 +85,18 @@ def create(
         raise Invalid("applies to generation models only", field="max_new_tokens")
     elif chat:
         raise Invalid("applies to generation models only", field="chat")
+    elif engine is not None and not model.multilabel:
+        options["labels"] = list(engine.loaded.labels)
+    extra = 0
+    if generalization_gap:
+        extra = training_size(db, row.id)
+        if extra == 0:
+            raise Invalid(
+                f"test set {row.name} v{row.version} kept no labelled training sample: upload it with a "
+                "training_file whose records carry labels (or references)",
+                field="generalization_gap",
+            )
+        options["generalization_gap"] = extra
     return job_store.create(
         db,
         row,
@@ -93,6 +106,7 @@ def create(
         options=options,
         shard_size=settings.evaluation_shard_size,
         created_by=created_by,
+        extra=extra,
     )
 
 
@@ -113,12 +127,30 @@ def info(job: Evaluation) -> dict[str, Any]:
         "test_set_sha256": job.test_set_sha256,
         "metrics": result.get("metrics", {}),
         "intervals": result.get("intervals", {}),
+        "calibration": result.get("calibration"),
+        "slices": result.get("slices"),
+        "worst_slice": result.get("worst_slice"),
+        "generalization": result.get("generalization"),
         "error": job.error,
         "human": job.human,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
     }
+
+
+def calibration(db: Database, evaluation_id: int) -> tuple[dict[str, Any], str]:
+    """A succeeded evaluation's stored calibration, and a title naming the model and the set."""
+    job = job_store.get(db, evaluation_id)
+    if job.status != "succeeded":
+        raise EvaluationNotSucceeded(f"evaluation {job.id} is {job.status}; only a succeeded one has a calibration")
+    found = (job.result or {}).get("calibration")
+    if found is None:
+        raise NoCalibration(
+            f"evaluation {job.id} has no calibration: only single-label classifiers whose labels cover the set's "
+            "have one"
+        )
+    return found, f"{job.model} on {job.test_set_name} v{job.test_set_version}"
 
 
 def compare_jobs(
@@ -150,8 +182,10 @@ def compare_jobs(
     with db.session() as session:
         row = get_test_set(session, baseline.test_set_id)
     target = set_targets(db, row)
-    base = normalize(job_store.predictions(db, baseline.id), target)
-    cand = normalize(job_store.predictions(db, candidate.id), target)
+    # A job with the generalization gap also predicted its training sample, after the set's records.
+    size = len(target.ids)
+    base = normalize(job_store.predictions(db, baseline.id)[:size], target)
+    cand = normalize(job_store.predictions(db, candidate.id)[:size], target)
     paired = compare(
         target,
         base,

@@ -3,7 +3,8 @@
 ``EngineRunner`` drives the served model through the serving engine's ``classify`` and ``generate``,
 unrecorded, so evaluation examples share the dynamic batcher (and its queue bound) with online traffic
 without passing for it. Each shard's texts go in as concurrent calls of at most HELDOUT_MAX_INPUTS, which
-the batcher merges into full, length-sorted batches.
+the batcher merges into full, length-sorted batches. A single-label classifier's output keeps its
+probabilities (in the model's label order, which the job's options record) for calibration.
 """
 
 import asyncio
@@ -58,7 +59,10 @@ class EngineRunner:
                 generate = GenerateOptions(max_new_tokens=int(options.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)))
                 prompts = chats(texts, options.get("system")) if options.get("chat") else texts
                 return [out.text for out in (await self._engine.generate(prompts, generate, record=False)).outputs]
-            return [out.label for out in (await self._engine.classify(texts, record=False)).outputs]
+            outputs = (await self._engine.classify(texts, record=False)).outputs
+            if self._identity.multilabel:
+                return [out.label for out in outputs]
+            return [{"label": out.label, "probabilities": out.probabilities} for out in outputs]
         except (Busy, Unavailable) as exc:
             raise Transient(exc.message, exc.retry_after_s or 1) from None
         except TimedOut as exc:

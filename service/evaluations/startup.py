@@ -22,6 +22,8 @@ async def start_evaluations(app: FastAPI, settings: Settings, db: Database) -> N
         max_attempts=settings.evaluation_max_attempts,
         n_resamples=min(settings.scoring_resamples, settings.max_resamples),
         metric_workers=settings.metric_workers,
+        min_slice_size=settings.min_slice_size,
+        overfitting_gap=settings.overfitting_gap,
     )
     worker.start()
     app.state.evaluations = worker

@@ -73,10 +73,38 @@ def refresh_gauges(db: Database) -> None:
     publish_human_ratings(latest_human_ratings(db))
 
 
+def _scores(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The result's metrics, with calibration (ece, brier, log_loss) and the worst slice (worst_slice_<metric>)."""
+    metrics, intervals = dict(result.get("metrics") or {}), dict(result.get("intervals") or {})
+    calibration = result.get("calibration") or {}
+    for name in ("ece", "brier", "log_loss"):
+        if name in calibration:
+            metrics[name] = calibration[name]
+            intervals[name] = (calibration.get("confidence_intervals") or {}).get(name) or {}
+    worst = result.get("worst_slice")
+    if worst:
+        name = f"worst_slice_{worst['metric']}"
+        metrics[name] = worst["value"]
+        intervals[name] = ((result.get("slices") or {}).get(worst["group"]) or {}).get("intervals", {}).get(
+            worst["metric"]
+        ) or {}
+    return metrics, intervals
+
+
+def _gaps(model: str, version: str, test_set: str, result: dict[str, Any]) -> list[ScoreSeries]:
+    gaps = (result.get("generalization") or {}).get("gap") or {}
+    return [
+        ScoreSeries(model, version, test_set, metric, float(gap["value"]), gap=True)
+        for metric, gap in gaps.items()
+        if isinstance(gap.get("value"), int | float)
+    ]
+
+
 def score_series(model: str, version: str, test_set: str, result: dict[str, Any]) -> list[ScoreSeries]:
-    out = []
-    intervals = result.get("intervals") or {}
-    for metric, value in (result.get("metrics") or {}).items():
+    """The scores of a result (with calibration and the worst slice), and its generalization gaps."""
+    out = _gaps(model, version, test_set, result)
+    metrics, intervals = _scores(result)
+    for metric, value in metrics.items():
         if not isinstance(value, int | float):
             continue
         interval = intervals.get(metric) or {}

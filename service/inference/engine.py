@@ -48,6 +48,9 @@ CPU_DECODE_ROWS = 32
 GPU_DECODE_ROWS = 128
 # Requests up to this many characters are tokenized on the event loop (well under a millisecond).
 INLINE_TOKENIZE_CHARS = 16_384
+# A single-label prediction is logged with every label's probability (for label-free performance estimates)
+# up to this many labels; beyond, the log would grow by kilobytes per prediction.
+MAX_LOGGED_PROBABILITIES = 64
 
 T = TypeVar("T")
 Prompt = str | Chat
@@ -354,7 +357,9 @@ class InferenceEngine:
             if isinstance(out, GenOutput):
                 detail = {"text": out.text, "tokens": out.tokens}
             elif isinstance(out.label, str) and isinstance(out.score, float):
-                label, score, detail = out.label, out.score, {}
+                label, score = out.label, out.score
+                keep = len(out.probabilities) <= MAX_LOGGED_PROBABILITIES
+                detail = {"probabilities": out.probabilities} if keep else {}
             else:
                 detail = {"labels": out.label, "scores": out.score}
             features = (

@@ -63,6 +63,8 @@ def _result_json(output: CheckOutput) -> dict[str, Any]:
         "columns": columns,
         "share_of_drifted_columns": output.share_of_drifted_columns,
         "dataset_drift": output.dataset_drift,
+        "estimated_performance": output.estimated_performance,
+        "estimated_performance_reason": output.estimated_performance_reason,
     }
 
 
@@ -72,12 +74,15 @@ def snapshot_of(row: DriftCheck) -> DriftSnapshot | None:
         return None
     result = row.result
     scores = [(c["column"], c["method"], c["score"]) for c in result["columns"] if c["score"] is not None]
+    estimate = result.get("estimated_performance") or {}
     return DriftSnapshot(
         row.model,
         as_utc(row.finished_at).timestamp(),
         result["share_of_drifted_columns"],
         result["dataset_drift"],
         scores,
+        estimate.get("accuracy", {}).get("value"),
+        estimate.get("f1", {}).get("value"),
     )
 
 

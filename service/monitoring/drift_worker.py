@@ -9,6 +9,7 @@ import gzip
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import undefer
 
@@ -18,6 +19,7 @@ from monitors.drift_features import FeatureTable
 from monitors.projection import Projection
 from service.db.models import DriftReference
 from service.db.session import Database
+from service.monitoring.performance_estimate import EstimateOutcome, estimate_window
 from service.monitoring.window import Window, read_window
 
 log = logging.getLogger("heldout.drift.worker")
@@ -46,6 +48,9 @@ class CheckOutput:
     dataset_drift: bool
     report: bytes
     """gzip'd HTML."""
+    estimated_performance: dict[str, Any] | None = None
+    """CBPE's label-free accuracy and F1 of the window (``monitoring.performance_estimate``)."""
+    estimated_performance_reason: str | None = None
 
 
 def init_process() -> None:
@@ -56,7 +61,7 @@ def init_process() -> None:
     threadpool_limits(1)
 
 
-def _read(job: CheckJob) -> tuple[FeatureTable, Projection | None, FeatureTable]:
+def _read(job: CheckJob) -> tuple[FeatureTable, Projection | None, FeatureTable, EstimateOutcome]:
     db = Database(job.database_url)
     try:
         with db.session() as session:
@@ -69,14 +74,15 @@ def _read(job: CheckJob) -> tuple[FeatureTable, Projection | None, FeatureTable]
             current = read_window(
                 session, job.window, job.max_rows, config.text_sample, config.embedding_sample, config.seed
             )
+            estimate = estimate_window(session, job.window, job.max_rows, config.seed)
     finally:
         db.dispose()
-    return table, projection, current
+    return table, projection, current, estimate
 
 
 def run_check(job: CheckJob) -> CheckOutput:
     try:
-        reference, projection, current = _read(job)
+        reference, projection, current, estimate = _read(job)
         if len(current) < job.min_rows:
             raise CheckFailed(
                 f"the window has {len(current)} logged predictions of {job.window.model}; "
@@ -94,4 +100,6 @@ def run_check(job: CheckJob) -> CheckOutput:
         outcome.share_of_drifted_columns,
         outcome.dataset_drift,
         gzip.compress(outcome.html.encode("utf-8"), 6),
+        estimate.estimate,
+        estimate.reason,
     )

@@ -27,7 +27,7 @@ class Window:
     """Exclusive."""
 
 
-def _in_window(window: Window) -> tuple[ColumnElement[bool], ...]:
+def in_window(window: Window) -> tuple[ColumnElement[bool], ...]:
     return (
         PredictionLogEntry.model == window.model,
         PredictionLogEntry.created_at >= window.start,
@@ -36,7 +36,7 @@ def _in_window(window: Window) -> tuple[ColumnElement[bool], ...]:
 
 
 def count_rows(session: Session, window: Window) -> int:
-    return int(session.scalar(select(func.count()).select_from(PredictionLogEntry).where(*_in_window(window))) or 0)
+    return int(session.scalar(select(func.count()).select_from(PredictionLogEntry).where(*in_window(window))) or 0)
 
 
 def _texts(session: Session, ids: Sequence[str]) -> dict[str, str | None]:
@@ -68,7 +68,7 @@ def _newest(session: Session, window: Window, max_rows: int) -> tuple[list[str],
     scalars = [PredictionLogEntry.features[name].as_float() for name in _SCALARS]
     query = (
         select(PredictionLogEntry.id, PredictionLogEntry.label, PredictionLogEntry.score, *scalars)
-        .where(*_in_window(window))
+        .where(*in_window(window))
         .order_by(PredictionLogEntry.created_at.desc(), PredictionLogEntry.id)
         .limit(max_rows)
     )
@@ -83,7 +83,7 @@ def _spread(session: Session, window: Window, max_rows: int) -> list[Logged]:
     """Every feature, embeddings included: a reference fits its projection on them."""
     query = (
         select(PredictionLogEntry.id)
-        .where(*_in_window(window))
+        .where(*in_window(window))
         .order_by(PredictionLogEntry.created_at, PredictionLogEntry.id)
     )
     ids = list(session.scalars(query))

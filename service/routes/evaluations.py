@@ -3,7 +3,7 @@ a generation evaluation's outputs and their human ratings (evaluator)."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service.deps import DbDep, EvaluatorDep, OptionalEngineDep, ReaderDep, SettingsDep
@@ -24,6 +24,7 @@ from service.schemas.evaluations import (
 from service.schemas.jsonable import to_jsonable
 from service.schemas.problem import problem_responses
 from service.views.evaluations import outputs_page
+from service.views.reliability_svg import reliability_svg
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
 MAX_INT = 2**31 - 1
@@ -65,6 +66,7 @@ async def create(
             max_new_tokens=body.max_new_tokens,
             chat=body.chat,
             system=body.system,
+            generalization_gap=body.generalization_gap,
             created_by=principal.key_id,
         )
     )
@@ -99,6 +101,17 @@ async def list_evaluations(
 @router.get("/{evaluation_id}", response_model=EvaluationInfo, responses=problem_responses(404, 422))
 async def get_evaluation(_: ReaderDep, db: DbDep, evaluation_id: EvaluationId) -> Any:
     return to_jsonable(operations.info(await run_in_threadpool(job_store.get, db, evaluation_id)))
+
+
+@router.get(
+    "/{evaluation_id}/calibration.svg",
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {}}}, **problem_responses(404, 409, 422)},
+    summary="The reliability diagram of a classifier evaluation's probabilities, as a self-contained SVG",
+)
+async def calibration_svg(_: ReaderDep, db: DbDep, evaluation_id: EvaluationId) -> Response:
+    found, title = await run_in_threadpool(operations.calibration, db, evaluation_id)
+    return Response(reliability_svg(found, title), media_type="image/svg+xml")
 
 
 @router.post(

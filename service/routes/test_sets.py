@@ -44,7 +44,7 @@ TestSetId = Annotated[int, Path(ge=1, le=MAX_INT)]
     summary="Upload a test set (multipart: file, name, task, options)",
 )
 async def upload(request: Request, principal: AdminDep, db: DbDep, settings: SettingsDep) -> Any:
-    async with upload_from(request, settings.data_dir, principal.key_id) as upload:
+    async with upload_from(request, settings.data_dir, principal.key_id, settings.training_sample) as upload:
         row = await run_in_threadpool(store.create_test_set, db, upload, settings.max_record_bytes)
     return test_set_info(row)
 

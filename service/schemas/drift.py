@@ -101,6 +101,22 @@ class ColumnResult(BaseModel):
     drifted: bool
 
 
+class EstimatedValue(BaseModel):
+    value: float
+    low: float
+    high: float
+
+
+class EstimatedPerformance(BaseModel):
+    """CBPE: the served version's probabilities on the window, through maps fitted on a blind-set evaluation."""
+
+    accuracy: EstimatedValue = Field(description="Mean calibrated confidence, with a Bernoulli interval.")
+    f1: EstimatedValue = Field(description="Macro F1 of the expected confusion matrix, with a categorical interval.")
+    rows: int = Field(description="Predictions of the window's model version the estimate covers.")
+    model_version: str
+    evaluation: int = Field(description="The evaluation whose blind-set predictions the maps were fitted on.")
+
+
 class CheckInfo(BaseModel):
     id: int
     model: str
@@ -114,6 +130,10 @@ class CheckInfo(BaseModel):
     columns: list[ColumnResult] | None
     share_of_drifted_columns: float | None
     dataset_drift: bool | None
+    estimated_performance: EstimatedPerformance | None = Field(
+        None, description="Label-free accuracy and macro F1 of the window (no concept shift assumed)."
+    )
+    estimated_performance_reason: str | None = Field(None, description="Why there is no estimate, when there is none.")
     error: str | None
 
 

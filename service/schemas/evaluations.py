@@ -4,8 +4,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
-from service.schemas.metrics import PairedResult, PairedTestName
-from service.schemas.test_sets import ReleasedInterval, TestSetRef, UtcDatetime
+from service.schemas.metrics import Calibration, PairedResult, PairedTestName
+from service.schemas.test_sets import ReleasedInterval, SliceReport, TestSetRef, UtcDatetime, WorstSlice
 
 Status = Literal["queued", "running", "succeeded", "failed"]
 MAX_ID = 2**31 - 1
@@ -37,6 +37,11 @@ class EvaluationRequest(BaseModel):
     system: str | None = Field(
         None, min_length=1, max_length=100_000, description="With chat: a system message before each input."
     )
+    generalization_gap: bool = Field(
+        False,
+        description="Also score the model on the set's kept training sample (an upload's training_file) and report "
+        "the gap, training minus blind-set score, with an unpaired bootstrap interval.",
+    )
 
 
 class EvaluationCreated(BaseModel):
@@ -61,6 +66,24 @@ class HumanRatings(BaseModel):
     )
 
 
+class GapValue(BaseModel):
+    value: float | None
+    low: float | None
+    high: float | None
+    level: float
+
+
+class Generalization(BaseModel):
+    train_metrics: dict[str, float | None] = Field(description="The scores on the kept training sample.")
+    gap: dict[str, GapValue] = Field(description="Per metric: training minus blind-set score, unpaired bootstrap.")
+    overfitting: bool | None = Field(
+        description="The headline metric's gap (in its better direction, 0-1 scale) exceeds HELDOUT_OVERFITTING_GAP "
+        "at its interval's lower bound; null without intervals (HELDOUT_SCORING_RESAMPLES=0)."
+    )
+    metric: str = Field(description="The headline metric overfitting is judged on (the set's ladder metric).")
+    train_size: int
+
+
 class EvaluationInfo(BaseModel):
     id: int
     status: Status
@@ -71,6 +94,16 @@ class EvaluationInfo(BaseModel):
     test_set_sha256: str
     metrics: dict[str, float | None]
     intervals: dict[str, ReleasedInterval]
+    calibration: Calibration | None = Field(
+        None, description="Single-label classifiers: ECE, Brier, log loss and reliability bins of the probabilities."
+    )
+    slices: dict[str, SliceReport] | None = Field(
+        None,
+        description="Grouped open sets: per group of at least HELDOUT_MIN_SLICE_SIZE records (smaller groups pooled "
+        "as `other`). Never for a Ladder set.",
+    )
+    worst_slice: WorstSlice | None = Field(None, description="The slice scoring worst on the set's headline metric.")
+    generalization: Generalization | None = Field(None, description="With generalization_gap: the gap and its verdict.")
     error: str | None = None
     human: HumanRatings | None = Field(None, description="Generation evaluations: the human ratings, once rated.")
     created_at: UtcDatetime

@@ -49,6 +49,14 @@ class ClassificationRequest(IntervalRequest):
     labels: list[Label] | None = None
     pos_label: Label = 1
     zero_division: ZeroDivision = 0
+    probabilities: list[dict[str, float]] | None = Field(
+        None,
+        description="Single-label only: per example, every label's probability (rows sum to 1 within 1e-6). "
+        "Adds calibration: ECE over 15 bins of the predicted label's probability, Brier score, log loss.",
+    )
+    groups: list[StrictStr] | None = Field(
+        None, description="Per example, its group: adds slices, the same report on each group's examples alone."
+    )
 
 
 class Interval(BaseModel):
@@ -79,7 +87,23 @@ class MajorityBaseline(BaseModel):
     f1: Score
 
 
-class ClassificationResponse(BaseModel):
+class CalibrationBin(BaseModel):
+    lower: float
+    upper: float
+    count: int
+    confidence: float | None = Field(description="Mean probability of the predicted label; null when empty.")
+    accuracy: float | None
+
+
+class Calibration(BaseModel):
+    ece: float | None
+    brier: float | None
+    log_loss: float | None
+    bins: list[CalibrationBin]
+    confidence_intervals: dict[str, Interval] = {}
+
+
+class ClassificationScores(BaseModel):
     accuracy: float | None
     average: Average | None
     precision: Score
@@ -92,6 +116,13 @@ class ClassificationResponse(BaseModel):
     majority_baseline: MajorityBaseline
     warnings: list[str]
     confidence_intervals: dict[str, Interval] = {}
+    calibration: Calibration | None = None
+
+
+class ClassificationResponse(ClassificationScores):
+    slices: dict[str, ClassificationScores] | None = Field(
+        None, description="With groups: per group, the same scores computed on its examples alone."
+    )
 
 
 GenerationMetric = Literal["bleu", "chrf", "ter", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match"]

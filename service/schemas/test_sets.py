@@ -60,7 +60,11 @@ def upload_openapi() -> dict[str, Any]:
             name: {**field, "example": example[name]} if name in example else field
             for name, field in schema["properties"].items()
         },
-        "training_file": {**binary, "description": "Training data (JSONL, CSV or .txt) for the contamination check."},
+        "training_file": {
+            **binary,
+            "description": "Training data (JSONL, CSV or .txt) for the contamination check; a seeded sample of its "
+            "labelled records (HELDOUT_TRAINING_SAMPLE) is kept for the generalization gap.",
+        },
         "training_fingerprints": {**binary, "description": "One normalised-input sha256 per line, instead."},
     }
     return {
@@ -123,6 +127,11 @@ class ContaminationReport(BaseModel):
     example_ids: list[str]
 
 
+class TrainingSampleReport(BaseModel):
+    labelled: int = Field(description="Records of training_file with a usable label (or references).")
+    kept: int = Field(description="Of those, the seeded sample kept for the generalization gap (never released).")
+
+
 class Audit(BaseModel):
     records: int
     empty_inputs: EmptyInputs
@@ -132,6 +141,7 @@ class Audit(BaseModel):
     contamination: ContaminationReport | None
     ignored_fields: list[str]
     warnings: list[str]
+    training_sample: TrainingSampleReport | None = None
 
 
 class TestSetInfo(BaseModel):
@@ -190,6 +200,18 @@ class ReleasedInterval(BaseModel):
     level: float
 
 
+class SliceReport(BaseModel):
+    metrics: dict[str, float | None]
+    intervals: dict[str, ReleasedInterval]
+    support: int
+
+
+class WorstSlice(BaseModel):
+    group: str
+    metric: str
+    value: float | None
+
+
 class ScoreResponse(BaseModel):
     test_set: TestSetRef
     mode: Literal["open", "ladder"]
@@ -198,3 +220,9 @@ class ScoreResponse(BaseModel):
     )
     intervals: dict[str, ReleasedInterval] = Field(description="Intervals of the metrics released.")
     budget_remaining: int | None = Field(description="Scored submissions left to this key today; null: no budget.")
+    slices: dict[str, SliceReport] | None = Field(
+        None,
+        description="Open mode, grouped sets: per group of at least HELDOUT_MIN_SLICE_SIZE records, smaller groups "
+        "pooled as `other`. Never under the Ladder.",
+    )
+    worst_slice: WorstSlice | None = None

@@ -31,9 +31,11 @@ class Format(StrEnum):
 
 
 FIELDS = {
-    Task.classification: ("id", "text", "label"),
-    Task.generation: ("id", "source", "references", "reference"),
+    Task.classification: ("id", "text", "label", "group"),
+    Task.generation: ("id", "source", "references", "reference", "group"),
 }
+# A group names a slice; like a label it is hidden, and bounded like one.
+MAX_GROUP_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,7 @@ class Record:
     target: Any
     """Classification: the label, or the sorted label list (multilabel). Generation: the references."""
     canonical: bytes
+    group: str | None = None
 
 
 class _Invalid(Exception):
@@ -78,6 +81,24 @@ def _check_id(value: Any) -> str:
     if len(text) > MAX_ID_CHARS:
         raise _Invalid(f"'id' is longer than {MAX_ID_CHARS} characters")
     return text
+
+
+def _check_group(row: dict[str, Any]) -> str | None:
+    """The record's slice: a non-empty string, or None where the record names none (an empty CSV cell)."""
+    value = row.get("group")
+    if value is None or value == "":
+        return None
+    text = _check_string(value, "group")
+    if not text.strip():
+        raise _Invalid("'group' is blank")
+    if len(text) > MAX_GROUP_CHARS:
+        raise _Invalid(f"'group' is longer than {MAX_GROUP_CHARS} characters")
+    return text
+
+
+def _with_group(canonical: dict[str, Any], group: str | None) -> dict[str, Any]:
+    """A grouped record hashes with its group; an ungrouped one as it always did."""
+    return canonical if group is None else canonical | {"group": group}
 
 
 def _check_label(value: Any) -> int | str:
@@ -223,8 +244,9 @@ class RecordReader:
         self.multilabel = multilabel
         self.label_kind = next(iter(kinds), self.label_kind)
         target: Any = sorted(set(labels)) if multilabel else labels[0]
-        canonical = {"id": record_id, "label": target, "text": text}
-        return Record(line, record_id, text, target, _canonical(canonical))
+        group = _check_group(row)
+        canonical = _with_group({"id": record_id, "label": target, "text": text}, group)
+        return Record(line, record_id, text, target, _canonical(canonical), group)
 
     def _generation(self, line: int, record_id: str, row: dict[str, Any]) -> Record:
         if "source" not in row:
@@ -240,8 +262,9 @@ class RecordReader:
             if not isinstance(raw, list) or not raw:
                 raise _Invalid("'references' must be a non-empty list of strings")
             references = [_check_string(v, "references") for v in raw]
-        canonical = {"id": record_id, "references": references, "source": source}
-        return Record(line, record_id, source, references, _canonical(canonical))
+        group = _check_group(row)
+        canonical = _with_group({"id": record_id, "references": references, "source": source}, group)
+        return Record(line, record_id, source, references, _canonical(canonical), group)
 
 
 def _csv_values(row: dict[str, Any]) -> dict[str, Any]:

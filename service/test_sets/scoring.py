@@ -6,6 +6,8 @@ with the set's fixed options. Predicted labels outside the set's label set count
 not averaged over (scikit-learn's ``labels=`` semantics); for a binary set they are refused.
 """
 
+import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,9 +16,10 @@ from metrics.bootstrap import Interval
 from metrics.classification import classification_report
 from metrics.generation import generation_report, metric_specs
 from metrics.generation_stats import MetricSpec
+from metrics.slices import OTHER, group_positions, releasable, take
 from service.domain_errors import FieldProblem
 from service.tasks import Task
-from service.test_sets.config import CLASSIFICATION_METRICS, GENERATION_METRICS, SetConfig
+from service.test_sets.config import CLASSIFICATION_METRICS, GENERATION_METRICS, LOWER_IS_BETTER, SetConfig
 from service.test_sets.errors import PredictionsInvalid
 
 CONFIDENCE_LEVEL = 0.95
@@ -28,9 +31,26 @@ OTHER_STR = "\x00other"
 
 
 @dataclass(frozen=True)
+class Slice:
+    metrics: dict[str, float]
+    intervals: dict[str, Interval]
+    support: int
+
+
+@dataclass(frozen=True)
+class WorstSlice:
+    group: str
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True)
 class Report:
     metrics: dict[str, float]
     intervals: dict[str, Interval]
+    slices: dict[str, Slice] | None = None
+    """Per releasable group; None where the set has no groups or slices were not asked for."""
+    worst_slice: WorstSlice | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,8 @@ class SetTargets:
     labels: list[Any] | None
     multilabel: bool
     config: SetConfig
+    groups: list[str | None] | None = None
+    """Each record's group (None: ungrouped, pooled into ``other``); None when the set has no groups."""
 
 
 def _named(ids: Sequence[str], total: int) -> str:
@@ -155,17 +177,20 @@ def generation_specs(target: SetTargets, metrics: Sequence[str]) -> list[MetricS
     )
 
 
-def report(
-    predictions: list[Any],
-    target: SetTargets,
-    *,
-    metrics: Sequence[str] | None = None,
-    n_resamples: int,
-    workers: int | None = None,
-) -> Report:
-    """Metrics (all of the task's, or ``metrics``) with percentile bootstrap intervals (seeded, reproducible)."""
+def _present_labels(predictions: list[Any], target: SetTargets) -> list[Any] | None:
+    """The set's labels that a slice's references or predictions use: a slice averages over those only."""
+    if target.labels is None or target.config.average == "binary":
+        return target.labels
+    seen: set[Any] = set()
+    for value in (*predictions, *target.targets):
+        seen.update(value if isinstance(value, list) else [value])
+    return [label for label in target.labels if label in seen] or target.labels
+
+
+def _scores(
+    predictions: list[Any], target: SetTargets, names: list[str], n_resamples: int, workers: int | None
+) -> tuple[dict[str, float], dict[str, Interval]]:
     if target.task is Task.classification:
-        names = list(metrics or CLASSIFICATION_METRICS)
         result = classification_report(
             predictions,
             target.targets,
@@ -174,11 +199,10 @@ def report(
             n_resamples=n_resamples,
             seed=SEED,
         )
-        return Report(
+        return (
             {name: float(getattr(result, name)) for name in names},
             {name: result.confidence_intervals[name] for name in names if name in result.confidence_intervals},
         )
-    names = list(metrics or GENERATION_METRICS)
     scores = generation_report(
         predictions,
         target.targets,
@@ -189,7 +213,61 @@ def report(
         seed=SEED,
         workers=workers,
     )
-    return Report(
+    return (
         {name: float(scores[name].score) for name in names},
         {name: interval for name in names if (interval := scores[name].interval) is not None},
     )
+
+
+def slice_positions(target: SetTargets, min_size: int) -> dict[str, Any]:
+    """Positions of each releasable slice: groups of at least ``min_size``, the rest (and ungrouped) pooled."""
+    assert target.groups is not None
+    groups = [OTHER if group is None else group for group in target.groups]
+    return releasable(group_positions(groups, len(groups)), min_size)
+
+
+def worst_slice(slices: Mapping[str, Slice], metric: str) -> WorstSlice | None:
+    """The slice scoring worst on ``metric`` (highest for a lower-is-better metric); undefined scores are skipped."""
+    scored = [(name, s.metrics[metric]) for name, s in slices.items() if not math.isnan(s.metrics[metric])]
+    if not scored:
+        return None
+    pick = max if metric in LOWER_IS_BETTER else min
+    name, value = pick(scored, key=lambda item: item[1])
+    return WorstSlice(name, metric, value)
+
+
+def _slices(
+    predictions: list[Any], target: SetTargets, names: list[str], n_resamples: int, workers: int | None, min_size: int
+) -> dict[str, Slice]:
+    out = {}
+    for name, part in slice_positions(target, min_size).items():
+        sub = dataclasses.replace(target, ids=take(target.ids, part), targets=take(target.targets, part), groups=None)
+        sub_predictions = take(predictions, part)
+        sub = dataclasses.replace(sub, labels=_present_labels(sub_predictions, sub))
+        metrics, intervals = _scores(sub_predictions, sub, names, n_resamples, workers)
+        out[name] = Slice(metrics, intervals, len(part))
+    return out
+
+
+def report(
+    predictions: list[Any],
+    target: SetTargets,
+    *,
+    metrics: Sequence[str] | None = None,
+    n_resamples: int,
+    workers: int | None = None,
+    min_slice_size: int | None = None,
+) -> Report:
+    """Metrics (all of the task's, or ``metrics``) with percentile bootstrap intervals (seeded, reproducible).
+
+    With ``min_slice_size`` and a grouped set, also slices (groups of at least that size, the rest pooled as
+    ``other``) and the worst of them on the set's headline metric; without it, no slices are computed.
+    """
+    defaults = CLASSIFICATION_METRICS if target.task is Task.classification else GENERATION_METRICS
+    names = list(metrics or defaults)
+    values, intervals = _scores(predictions, target, names, n_resamples, workers)
+    if min_slice_size is None or target.groups is None:
+        return Report(values, intervals)
+    slices = _slices(predictions, target, names, n_resamples, workers, min_slice_size)
+    headline = target.config.ladder_metric if target.config.ladder_metric in names else names[0]
+    return Report(values, intervals, slices, worst_slice(slices, headline))

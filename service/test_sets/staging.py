@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Table, delete, func, or_, select, text, up
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from service.db.models import TestRecord, TestSet, utcnow
+from service.db.models import TestRecord, TestSet, TrainingRecord, utcnow
 from service.db.session import Database
 from service.test_sets.errors import UploadNotStored
 
@@ -132,6 +132,7 @@ def _purge(db: Database, set_id: int) -> None:
                 )
             )
     with db.session() as session:
+        session.execute(delete(TrainingRecord).where(TrainingRecord.test_set_id == set_id))
         session.execute(delete(TestSet).where(TestSet.id == set_id, TestSet.version.is_(None)))
 
 

@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from sqlalchemy import Column, ColumnElement, MetaData, String, Table, delete, func, select, update
+from sqlalchemy import Column, ColumnElement, MetaData, String, Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from service.db.models import Evaluation, ScoringState, TestRecord, TestSet, utcnow
+from service.db.models import Evaluation, ScoringState, TestRecord, TestSet, TrainingRecord, utcnow
 from service.db.session import Database
 from service.tasks import Task
 from service.test_sets import staging
@@ -28,7 +28,7 @@ from service.test_sets.config import ConfigForm, SetConfig, build_config, check_
 from service.test_sets.errors import TestSetNotFound, UploadInvalid, UploadNotStored
 from service.test_sets.fingerprint import exact_fingerprint, fingerprint
 from service.test_sets.records import Format, Record, RecordReader, canonical_json, detect_format
-from service.test_sets.training import TrainingSource, training_fingerprints
+from service.test_sets.training import TrainingSample, TrainingSource, training_fingerprints
 
 log = logging.getLogger("heldout.test_sets")
 INSERT_BATCH = 2000
@@ -54,6 +54,8 @@ class Upload:
     config: ConfigForm
     training: list[TrainingSource]
     created_by: str
+    training_sample: int = 0
+    """Labelled records of a training_file kept for the generalization gap (HELDOUT_TRAINING_SAMPLE)."""
 
 
 def _row(test_set_id: int, position: int, record: Record) -> dict[str, Any]:
@@ -67,6 +69,7 @@ def _row(test_set_id: int, position: int, record: Record) -> dict[str, Any]:
         "exact_fp": exact_fingerprint(record.input),
         "norm_fp": fingerprint(record.input),
         "target_fp": hashlib.sha256(canonical_json(record.target)).hexdigest()[:32],
+        "group": record.group,
     }
 
 
@@ -156,13 +159,18 @@ def _store(db: Database, set_id: int, upload: Upload, max_record_bytes: int, if_
     audit = AuditBuilder(upload.task)
     staged = _stage_records(db, set_id, upload, reader, audit)
     beat = staging.Heartbeat(db, set_id)
+    has_file = any(source.field == "training_file" for source in upload.training)
+    sample = TrainingSample(upload.task, upload.training_sample) if has_file else None
     with db.session() as session:
         _check_unique_ids(session, set_id)
         labels = audit.sorted_labels() if upload.task is Task.classification else None
         config = build_config(upload.task, upload.config, labels or [], bool(reader.multilabel))
         contamination = (
-            _contamination(session, set_id, upload.training, max_record_bytes, beat) if upload.training else None
+            _contamination(session, set_id, upload.training, max_record_bytes, beat, sample)
+            if upload.training
+            else None
         )
+        kept = _keep_training_sample(session, set_id, sample, labels, bool(reader.multilabel)) if sample else 0
         beat()
         exact = _duplicate_groups(session, set_id, TestRecord.exact_fp)
         beat()
@@ -170,6 +178,8 @@ def _store(db: Database, set_id: int, upload: Upload, max_record_bytes: int, if_
         beat()
         conflicting = _duplicate_groups(session, set_id, TestRecord.norm_fp, conflicting=True)
     report = audit.finish(reader.records, exact, normalized, conflicting, contamination, reader.ignored_fields)
+    if sample is not None:
+        report["training_sample"] = {"labelled": sample.labelled, "kept": kept}
     values = {
         "audit": report,
         "sha256": staged.sha256,
@@ -232,12 +242,38 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, str]]) ->
     session.execute(dialect.insert(_TRAINING).on_conflict_do_nothing(), rows)
 
 
+def _keep_training_sample(
+    session: Session, test_set_id: int, sample: TrainingSample, labels: list[Any] | None, multilabel: bool
+) -> int:
+    """Stores the sampled training records whose target fits the set (labels matched by their text)."""
+    lookup = {str(label): label for label in labels or []}
+
+    def fitted(target: Any) -> Any:
+        if labels is None:
+            return target
+        if isinstance(target, list) != multilabel:
+            return None
+        if multilabel:
+            return sorted({lookup.get(str(v), v) for v in target}, key=str)
+        return lookup.get(str(target), target)
+
+    rows: list[dict[str, Any]] = []
+    for text, target in sample.kept:
+        value = fitted(target)
+        if value is not None:
+            rows.append({"test_set_id": test_set_id, "position": len(rows), "input": text, "target": value})
+    for start in range(0, len(rows), INSERT_BATCH):
+        session.execute(insert(TrainingRecord), rows[start : start + INSERT_BATCH])
+    return len(rows)
+
+
 def _contamination(
     session: Session,
     test_set_id: int,
     sources: list[TrainingSource],
     max_record_bytes: int,
     beat: Callable[[], None],
+    sample: TrainingSample | None = None,
 ) -> Contamination:
     """Streams training fingerprints into a temporary table and joins the test set's against it."""
     connection = session.connection()
@@ -246,7 +282,7 @@ def _contamination(
     _TRAINING.create(connection)
     batch: list[dict[str, str]] = []
     for source in sources:
-        for fp in training_fingerprints(source, max_record_bytes):
+        for fp in training_fingerprints(source, max_record_bytes, sample):
             batch.append({"fp": fp})
             if len(batch) >= INSERT_BATCH:
                 _insert_ignoring_duplicates(session, batch)
@@ -344,7 +380,8 @@ def list_inputs(db: Database, test_set_id: int, cursor: int, limit: int) -> Inpu
 
 
 def iter_targets(session: Session, test_set_id: int, start: int = 0, stop: int | None = None) -> Iterator[Any]:
-    query = select(TestRecord.record_id, TestRecord.target).where(
+    """(id, target, group) rows in set order."""
+    query = select(TestRecord.record_id, TestRecord.target, TestRecord.group).where(
         TestRecord.test_set_id == test_set_id, TestRecord.position >= start
     )
     if stop is not None:
@@ -352,15 +389,23 @@ def iter_targets(session: Session, test_set_id: int, start: int = 0, stop: int |
     yield from session.execute(query.order_by(TestRecord.position).execution_options(yield_per=10_000))
 
 
+@dataclass(frozen=True)
+class StoredTargets:
+    ids: list[str]
+    targets: list[Any]
+    groups: list[str | None] | None
+    """Each record's group; None when no record of the set has one."""
+
+
 class _TargetCache:
     """Recently scored sets' ids and targets, in this process: sets are immutable, so entries never go stale."""
 
     def __init__(self, max_records: int) -> None:
         self._max = max_records
-        self._entries: OrderedDict[tuple[str, int, str], tuple[list[str], list[Any]]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, int, str], StoredTargets] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, db: Database, row: TestSet) -> tuple[list[str], list[Any]]:
+    def get(self, db: Database, row: TestSet) -> StoredTargets:
         key = (db.url, row.id, row.sha256 or "")
         with self._lock:
             if key in self._entries:
@@ -369,7 +414,7 @@ class _TargetCache:
         loaded = _load_targets(db, row.id)
         with self._lock:
             self._entries[key] = loaded
-            while sum(len(ids) for ids, _ in self._entries.values()) > self._max and len(self._entries) > 1:
+            while sum(len(e.ids) for e in self._entries.values()) > self._max and len(self._entries) > 1:
                 self._entries.popitem(last=False)
         return loaded
 
@@ -377,32 +422,66 @@ class _TargetCache:
 _targets = _TargetCache(TARGET_CACHE_RECORDS)
 
 
-def _load_targets(db: Database, test_set_id: int) -> tuple[list[str], list[Any]]:
+def _load_targets(db: Database, test_set_id: int) -> StoredTargets:
     ids: list[str] = []
     targets: list[Any] = []
+    groups: list[str | None] = []
     with db.session() as session:
-        for record_id, target in iter_targets(session, test_set_id):
+        for record_id, target, group in iter_targets(session, test_set_id):
             ids.append(record_id)
             targets.append(target)
-    return ids, targets
+            groups.append(group)
+    return StoredTargets(ids, targets, groups if any(g is not None for g in groups) else None)
 
 
-def load_targets(db: Database, row: TestSet) -> tuple[list[str], list[Any]]:
-    """Ids and hidden targets in set order; for scoring only, never for a response. Callers must not mutate."""
+def load_targets(db: Database, row: TestSet) -> StoredTargets:
+    """Ids, hidden targets and groups in set order; for scoring only, never for a response. Callers must not mutate."""
     return _targets.get(db, row)
 
 
 def load_inputs(db: Database, test_set_id: int, start: int, stop: int) -> list[str]:
+    """Inputs at positions start..stop of the set followed by its training sample (positions from its size on)."""
     with db.session() as session:
-        return list(
+        row = session.get(TestSet, test_set_id)
+        size = row.size if row is not None else 0
+        inputs = list(
             session.scalars(
                 select(TestRecord.input)
                 .where(
                     TestRecord.test_set_id == test_set_id,
                     TestRecord.position >= start,
-                    TestRecord.position < stop,
+                    TestRecord.position < min(stop, size),
                 )
                 .order_by(TestRecord.position)
+            )
+        )
+        if stop > size:
+            inputs += session.scalars(
+                select(TrainingRecord.input)
+                .where(
+                    TrainingRecord.test_set_id == test_set_id,
+                    TrainingRecord.position >= max(start, size) - size,
+                    TrainingRecord.position < stop - size,
+                )
+                .order_by(TrainingRecord.position)
+            )
+        return inputs
+
+
+def training_size(db: Database, test_set_id: int) -> int:
+    with db.session() as session:
+        count = session.scalar(select(func.count()).where(TrainingRecord.test_set_id == test_set_id))
+    return int(count or 0)
+
+
+def load_training_targets(db: Database, test_set_id: int) -> list[Any]:
+    """The kept training sample's targets in order; for scoring only, never for a response."""
+    with db.session() as session:
+        return list(
+            session.scalars(
+                select(TrainingRecord.target)
+                .where(TrainingRecord.test_set_id == test_set_id)
+                .order_by(TrainingRecord.position)
             )
         )
 
@@ -416,6 +495,7 @@ def delete_test_set(db: Database, test_set_id: int) -> None:
         row = get_test_set(session, test_set_id)
         row.deleted_at = utcnow()
         session.execute(delete(TestRecord).where(TestRecord.test_set_id == test_set_id))
+        session.execute(delete(TrainingRecord).where(TrainingRecord.test_set_id == test_set_id))
         session.execute(delete(ScoringState).where(ScoringState.test_set_id == test_set_id))
         session.execute(
             update(Evaluation)

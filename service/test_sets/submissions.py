@@ -6,6 +6,7 @@ write lock on SQLite), so two concurrent submissions can neither both slip under
 replace the ladder's best.
 """
 
+import dataclasses
 import json
 import math
 import zlib
@@ -40,11 +41,33 @@ class ScoreOutcome:
     metrics: dict[str, float | None]
     intervals: dict[str, dict[str, Any]]
     budget_remaining: int | None
+    slices: dict[str, Any] | None = None
+    """Open mode only: slices of at least HELDOUT_MIN_SLICE_SIZE, smaller groups pooled as ``other``."""
+    worst_slice: dict[str, Any] | None = None
 
 
 def set_targets(db: Database, row: TestSet) -> SetTargets:
-    ids, targets = load_targets(db, row)
-    return SetTargets(Task(row.task), ids, targets, row.labels, row.multilabel, config_of(row))
+    stored = load_targets(db, row)
+    return SetTargets(
+        Task(row.task), stored.ids, stored.targets, row.labels, row.multilabel, config_of(row), stored.groups
+    )
+
+
+def released_slices(scored: Report) -> dict[str, Any]:
+    """Slices as an open report releases them: metrics, intervals and support per slice, and the worst one."""
+    if scored.slices is None:
+        return {"slices": None, "worst_slice": None}
+    return {
+        "slices": {
+            name: {
+                "metrics": dict(part.metrics),
+                "intervals": {n: {"low": i.low, "high": i.high, "level": i.level} for n, i in part.intervals.items()},
+                "support": part.support,
+            }
+            for name, part in scored.slices.items()
+        },
+        "worst_slice": None if scored.worst_slice is None else dataclasses.asdict(scored.worst_slice),
+    }
 
 
 def _day_start(now: datetime) -> datetime:
@@ -83,6 +106,7 @@ def _open_release(scored: Report) -> dict[str, Any]:
     return {
         "metrics": dict(scored.metrics),
         "intervals": {n: {"low": i.low, "high": i.high, "level": i.level} for n, i in scored.intervals.items()},
+        **released_slices(scored),
     }
 
 
@@ -125,7 +149,7 @@ def submit(
 ) -> ScoreOutcome:
     """Score ``predictions`` ({id: prediction}) for ``key_id``; BudgetExhausted once the key's daily budget is spent.
 
-    In ladder mode only the ladder metric is released unless ``full_report`` (admin keys).
+    In ladder mode only the ladder metric is released unless ``full_report`` (admin keys), and never slices.
     """
     n_resamples, workers = min(settings.scoring_resamples, settings.max_resamples), settings.metric_workers
     with db.session() as session:
@@ -137,7 +161,8 @@ def submit(
                 _refuse(db, row, key_id)
     target = set_targets(db, row)
     normalized = normalize(align(target.ids, predictions), target)
-    scored = report(normalized, target, n_resamples=n_resamples, workers=workers)
+    min_slice_size = None if config.ladder else settings.min_slice_size
+    scored = report(normalized, target, n_resamples=n_resamples, workers=workers, min_slice_size=min_slice_size)
 
     with db.session() as session:
         state = _lock_state(session, test_set_id, key_id)
@@ -160,7 +185,16 @@ def submit(
         _refuse(db, row, key_id)
     count_submission(row.name, outcome)
     remaining = None if config.daily_budget is None else config.daily_budget - used - 1
-    return ScoreOutcome(row, config.mode, outcome, release["metrics"], release["intervals"], remaining)
+    return ScoreOutcome(
+        row,
+        config.mode,
+        outcome,
+        release["metrics"],
+        release["intervals"],
+        remaining,
+        release.get("slices"),
+        release.get("worst_slice"),
+    )
 
 
 def _refuse(db: Database, row: TestSet, key_id: str) -> None:

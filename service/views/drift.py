@@ -1,7 +1,7 @@
 """Drift reference and check rows → the contracts of ``/v1/drift``."""
 
 from service.db.models import DriftCheck, DriftReference
-from service.schemas.drift import CheckInfo, ColumnResult, ReferenceInfo, WindowInfo
+from service.schemas.drift import CheckInfo, ColumnResult, EstimatedPerformance, ReferenceInfo, WindowInfo
 
 
 def reference_info(row: DriftReference) -> ReferenceInfo:
@@ -19,6 +19,7 @@ def reference_info(row: DriftReference) -> ReferenceInfo:
 def check_info(row: DriftCheck) -> CheckInfo:
     result = row.result or {}
     columns = result.get("columns")
+    estimate = result.get("estimated_performance")
     return CheckInfo(
         id=row.id,
         model=row.model,
@@ -32,5 +33,7 @@ def check_info(row: DriftCheck) -> CheckInfo:
         columns=[ColumnResult(**c) for c in columns] if columns is not None else None,
         share_of_drifted_columns=result.get("share_of_drifted_columns"),
         dataset_drift=result.get("dataset_drift"),
+        estimated_performance=EstimatedPerformance(**estimate) if estimate is not None else None,
+        estimated_performance_reason=result.get("estimated_performance_reason"),
         error=row.error,
     )

@@ -40,4 +40,6 @@ def score_response(outcome: ScoreOutcome) -> dict[str, Any]:
         "metrics": to_jsonable(outcome.metrics),
         "intervals": to_jsonable(outcome.intervals),
         "budget_remaining": outcome.budget_remaining,
+        "slices": to_jsonable(outcome.slices),
+        "worst_slice": to_jsonable(outcome.worst_slice),
     }
