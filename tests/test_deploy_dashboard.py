@@ -326,7 +326,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                 time.sleep(0.25)
             send_traffic(base, generator)
             traffic_end = time.time()
-            while not query(prometheus, f'timestamp(up{{job="heldout"}}) > {traffic_end}'):
+            # Both replicas scraped past the traffic's end: the generator's last series are set at its end.
+            while len(query(prometheus, f'timestamp(up{{job="heldout"}}) > {traffic_end}')) < len(targets):
                 assert time.time() < traffic_end + 30, "no scrape after the traffic"
                 time.sleep(0.25)
             texts = [httpx.get(f"{url}/metrics", timeout=10).text for url in (base, generator)]
