@@ -14,13 +14,24 @@ from service.db.session import Database
 from service.errors import install_error_handlers
 from service.evaluations.startup import start_evaluations, stop_evaluations
 from service.evaluations.telemetry import restore_metrics
+from service.explanations.startup import start_explanations, stop_explanations
 from service.inference.startup import model_check, start_inference, stop_inference
 from service.middleware import BodySizeLimit, HttpMetrics
 from service.monitoring.startup import start_monitoring, stop_monitoring
 from service.openapi import install_problem_docs
 from service.predict_fast_path import PredictFastPath
 from service.readiness import Readiness, database_check
-from service.routes import drift, evaluations, feedback, health, inference, metrics_api, openai, test_sets
+from service.routes import (
+    drift,
+    evaluations,
+    explain,
+    feedback,
+    health,
+    inference,
+    metrics_api,
+    openai,
+    test_sets,
+)
 from service.settings import Settings
 from service.test_sets.demo import register_demo_test_set
 from service.test_sets.staging import sweep_stale
@@ -43,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await keys.start()
         await asyncio.to_thread(restore_metrics, db)
         await start_inference(app, settings, db)
+        await start_explanations(app, settings)
         await asyncio.to_thread(register_demo_test_set, db, settings)
         await start_evaluations(app, settings, db)
         await start_monitoring(app, settings, db)
@@ -54,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.unfreeze()
         await stop_evaluations(app)
         await stop_monitoring(app)
+        await stop_explanations(app)
         await stop_inference(app)
         await keys.aclose()
         await asyncio.gather(sweep, return_exceptions=True)
@@ -71,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.readiness = Readiness()
     app.state.readiness.add("database", database_check(db))
     app.state.inference = None
+    app.state.explainer = None
     app.state.evaluations = None
     if settings.model_path is not None:
         app.state.readiness.add("model", model_check(app))
@@ -88,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_api.router)
     app.include_router(inference.router)
+    app.include_router(explain.router)
     app.include_router(openai.router)
     app.include_router(test_sets.router)
     app.include_router(evaluations.router)

@@ -5,10 +5,14 @@ about half of what the cores can do: 120 against 270 GFLOP/s per core for MiniLM
 this machine's EPYC. oneDNN with weights reordered once into its blocked layout reaches the
 hardware's speed on any x86 CPU; inductor calls the same operator when it freezes a model. The whole
 model is checked on a probe input before and after the swap, and the swap is undone on any difference.
+
+The oneDNN operator has no gradient of its own; explanations (integrated gradients) need the gradient with
+respect to a layer's input, so a packed layer supplies that one, reordering its weight back for the purpose.
 """
 
 import logging
 from collections import Counter
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,10 +43,36 @@ class PackedLinear(nn.Module):
         return torch.zeros((), dtype=self._dtype).expand(self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad and torch.is_grad_enabled():
+            result: torch.Tensor = _InputGradient.apply(x, self)
+            return result
+        return self.linear(x)
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self._packed, self._bias, "none", [], "")
+
+    def plain_weight(self) -> torch.Tensor:
+        """``W`` in torch's own layout, reordered from the packed copy (the plain one is not kept)."""
+        return self._packed.to_dense()
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self._bias is not None}"
+
+
+class _InputGradient(torch.autograd.Function):
+    """``PackedLinear`` with the gradient ``dL/dx = dL/dy · W``; weights and bias are constants."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, layer: PackedLinear) -> torch.Tensor:
+        return layer.linear(x)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, PackedLinear], output: torch.Tensor) -> None:
+        ctx.layer = inputs[1]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad @ ctx.layer.plain_weight(), None
 
 
 def _as_linear(module: nn.Module, shared: set[int]) -> tuple[torch.Tensor, torch.Tensor | None] | None:

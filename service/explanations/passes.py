@@ -1,0 +1,126 @@
+"""Each forward pass of an explanation runs holding the serving engine's lanes, below every queued request.
+
+captum drives an explanation on a thread of its own and calls the model once per batch of steps or
+perturbations. Before each such pass the thread gives back the lanes it held and borrows them again, which
+the engine grants only while no prediction or generation is queued. A pass's backward (integrated
+gradients) runs before the next pass begins, so it runs under the same hold.
+"""
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from service.explanations.errors import ExplanationAbandoned, ExplanationTimedOut
+
+# How often a thread waiting for a lane looks whether its request was given up.
+POLL_S = 0.25
+
+
+class Lanes(Protocol):
+    """What of the engine a pass needs: its lanes, and the intra-op threads that go with them."""
+
+    @property
+    def lanes(self) -> int: ...
+
+    async def borrow_lanes(self, count: int) -> list[int]: ...
+
+    def return_lanes(self, lanes: Sequence[int]) -> None: ...
+
+    def use_lane_threads(self, lanes: int) -> None: ...
+
+
+class _Handoff:
+    """Lanes borrowed on the event loop for a thread that may have given up by the time they come."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self.lanes: list[int] | None = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+
+
+class Passes:
+    """The lanes of one explanation, held from the start of a pass to the start of the next."""
+
+    def __init__(
+        self, engine: Lanes, loop: asyncio.AbstractEventLoop, deadline: float, timeout_s: float
+    ) -> None:
+        self._engine = engine
+        self._loop = loop
+        self._deadline = deadline
+        self._timeout_s = timeout_s
+        self._held: list[int] = []
+        self.abandoned = threading.Event()
+        self.count = 0
+        self._borrowing: set[asyncio.Task[None]] = set()
+
+    @property
+    def all_lanes(self) -> int:
+        return self._engine.lanes
+
+    def begin(self, lanes: int = 1) -> None:
+        """Called at the start of every forward pass, on the explaining thread."""
+        self.release()
+        lanes = min(lanes, self._engine.lanes)
+        handoff = _Handoff()
+        self._loop.call_soon_threadsafe(self._start_borrowing, lanes, handoff)
+        while not handoff.ready.wait(POLL_S):
+            if self.abandoned.is_set() or time.monotonic() > self._deadline:
+                with handoff.lock:
+                    handoff.abandoned = True
+                    if handoff.lanes is not None:
+                        self._give_back(handoff.lanes)
+                self._stop()
+        if isinstance(handoff.error, TimeoutError):
+            self._stop()
+        if handoff.error is not None:
+            raise handoff.error
+        assert handoff.lanes is not None
+        self._held = handoff.lanes
+        self._engine.use_lane_threads(len(self._held))
+        self.count += 1
+        if self.abandoned.is_set() or time.monotonic() > self._deadline:
+            self._stop()
+
+    def release(self) -> None:
+        if self._held:
+            self._give_back(self._held)
+            self._held = []
+
+    def _stop(self) -> None:
+        self.release()
+        if self.abandoned.is_set():
+            raise ExplanationAbandoned()
+        raise ExplanationTimedOut(
+            f"the explanation did not finish within HELDOUT_EXPLAIN_TIMEOUT_S ({self._timeout_s:g} s)"
+        )
+
+    def _give_back(self, lanes: list[int]) -> None:
+        self._loop.call_soon_threadsafe(self._engine.return_lanes, lanes)
+
+    def _start_borrowing(self, count: int, handoff: _Handoff) -> None:
+        task = asyncio.ensure_future(self._borrow(count, handoff))
+        self._borrowing.add(task)
+        task.add_done_callback(self._borrowing.discard)
+
+    async def _borrow(self, count: int, handoff: _Handoff) -> None:
+        try:
+            async with asyncio.timeout(max(0.0, self._deadline - time.monotonic())):
+                lanes = await self._engine.borrow_lanes(count)
+        except asyncio.CancelledError:
+            handoff.error = ExplanationAbandoned()
+            handoff.ready.set()
+            raise
+        except Exception as exc:  # a refusal (shutting down) or the deadline: the thread raises it
+            handoff.error = exc
+            handoff.ready.set()
+            return
+        with handoff.lock:
+            if handoff.abandoned:
+                self._engine.return_lanes(lanes)
+                return
+            handoff.lanes = lanes
+        handoff.ready.set()
