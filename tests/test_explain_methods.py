@@ -26,7 +26,8 @@ ATOL = 2e-5
 
 
 def explain(client: TestClient, inputs: list[str], method: str, **options: Any) -> list[dict[str, Any]]:
-    response = client.post("/v1/explain", headers=auth("evaluator"), json={"inputs": inputs, "method": method, **options})
+    body = {"inputs": inputs, "method": method, **options}
+    response = client.post("/v1/explain", headers=auth("evaluator"), json=body)
     assert response.status_code == 200, response.text
     explanations: list[dict[str, Any]] = response.json()["explanations"]
     return explanations

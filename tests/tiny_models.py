@@ -194,7 +194,10 @@ def build_lora_adapter(
     return path
 
 
-KEYWORDS = {"negative": ["awful", "boring", "dreadful", "tedious"], "positive": ["brilliant", "charming", "superb", "witty"]}
+KEYWORDS = {
+    "negative": ["awful", "boring", "dreadful", "tedious"],
+    "positive": ["brilliant", "charming", "superb", "witty"],
+}
 FILLER = ["the", "film", "a", "story", "with", "cast", "plot", "and", "its", "scenes", "of", "this", "director", "an"]
 
 

@@ -26,10 +26,10 @@ class ExplainOptions:
     target: str | None = None
     """A label name (classifiers; default the predicted label) or a continuation (causal LMs; default the
     greedy one)."""
-    n_steps: int = DEFAULT_STEPS
-    """Integrated gradients' integration steps."""
-    n_samples: int = DEFAULT_SAMPLES
-    """LIME's and kernel SHAP's perturbed samples."""
+    n_steps: int | None = None
+    """Integrated gradients' integration steps; None is DEFAULT_STEPS, or HELDOUT_EXPLAIN_MAX_STEPS if lower."""
+    n_samples: int | None = None
+    """LIME's and kernel SHAP's samples; None is DEFAULT_SAMPLES, or HELDOUT_EXPLAIN_MAX_SAMPLES if lower."""
     seed: int = 0
     """Seeds LIME's and kernel SHAP's sampling and the random words of random_comprehensiveness."""
     faithfulness: bool = True

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 
 from monitors.explanation_metrics import ExplanationMetrics
 from service.explanations import methods
@@ -19,7 +20,7 @@ from service.explanations.errors import (
     UnknownTarget,
 )
 from service.explanations.faithfulness import faithfulness
-from service.explanations.options import GENERATOR_METHODS, ExplainOptions, Method
+from service.explanations.options import DEFAULT_SAMPLES, DEFAULT_STEPS, GENERATOR_METHODS, ExplainOptions, Method
 from service.explanations.passes import Passes
 from service.explanations.results import Attribution, Explained, Explanation, Faithfulness
 from service.explanations.tokens import TextTokenizer, TokenizedText
@@ -50,7 +51,7 @@ class Explainer:
 
     async def explain(self, texts: Sequence[str], options: ExplainOptions) -> Explained:
         """Attributions of each text; raises the ``errors`` refusals, or the engine's when it shuts down."""
-        self._check(texts, options)
+        options = self._bounded(texts, options)
         tokenized = self._tokenizer(texts)
         for index, text in enumerate(tokenized):
             if not text.content:
@@ -84,18 +85,24 @@ class Explainer:
     def _leave(self) -> None:
         self._admitted -= 1
 
-    def _check(self, texts: Sequence[str], options: ExplainOptions) -> None:
+    def _bounded(self, texts: Sequence[str], options: ExplainOptions) -> ExplainOptions:
+        """``options`` checked against the settings' caps and the model, with the defaults filled in."""
         settings = self._settings
         if len(texts) > settings.explain_max_inputs:
             raise TooManyInputs(len(texts), settings.explain_max_inputs)
         if options.method not in self.applicable():
             raise MethodNotApplicable(options.method, self._loaded.task, self.applicable())
-        if options.n_steps > settings.explain_max_steps:
+        if options.n_steps is not None and options.n_steps > settings.explain_max_steps:
             raise OverCap("n_steps", options.n_steps, "HELDOUT_EXPLAIN_MAX_STEPS", settings.explain_max_steps)
-        if options.n_samples > settings.explain_max_samples:
+        if options.n_samples is not None and options.n_samples > settings.explain_max_samples:
             raise OverCap("n_samples", options.n_samples, "HELDOUT_EXPLAIN_MAX_SAMPLES", settings.explain_max_samples)
         if options.target is not None and options.target not in self._loaded.labels:
             raise UnknownTarget(options.target, self._loaded.labels)
+        return replace(
+            options,
+            n_steps=options.n_steps or min(DEFAULT_STEPS, settings.explain_max_steps),
+            n_samples=options.n_samples or min(DEFAULT_SAMPLES, settings.explain_max_samples),
+        )
 
     def _run(self, texts: list[TokenizedText], options: ExplainOptions, passes: Passes) -> list[Explanation]:
         """On an explaining thread: predict, attribute, score faithfulness."""
@@ -163,6 +170,7 @@ def _attribute(
     model: ClassifierModel, texts: list[TokenizedText], targets: list[int], options: ExplainOptions
 ) -> list[methods.Attributed]:
     if options.method is Method.integrated_gradients:
+        assert options.n_steps is not None
         return methods.integrated_gradients(model, texts, targets, options.n_steps)
     if options.method is Method.attention:
         return methods.attention(model, texts)
@@ -170,6 +178,7 @@ def _attribute(
     if options.method is Method.occlusion:
         return [methods.occlusion(model, text, target) for text, target in pairs]
     sampled = methods.lime if options.method is Method.lime else methods.kernel_shap
+    assert options.n_samples is not None
     return [sampled(model, text, target, options.n_samples, options.seed) for text, target in pairs]
 
 

@@ -17,11 +17,17 @@ class ExplainRequest(BaseModel):
     target: str | None = Field(
         None, max_length=10_000, description="The label to explain; default each input's predicted label."
     )
-    n_steps: int = Field(
-        DEFAULT_STEPS, ge=1, description="Integrated gradients' steps (at most HELDOUT_EXPLAIN_MAX_STEPS)."
+    n_steps: int | None = Field(
+        None,
+        ge=1,
+        description=f"Integrated gradients' steps (at most HELDOUT_EXPLAIN_MAX_STEPS); unset, {DEFAULT_STEPS} or the "
+        "cap if that is lower.",
     )
-    n_samples: int = Field(
-        DEFAULT_SAMPLES, ge=2, description="LIME's and kernel SHAP's samples (at most HELDOUT_EXPLAIN_MAX_SAMPLES)."
+    n_samples: int | None = Field(
+        None,
+        ge=2,
+        description=f"LIME's and kernel SHAP's samples (at most HELDOUT_EXPLAIN_MAX_SAMPLES); unset, {DEFAULT_SAMPLES} "
+        "or the cap if that is lower.",
     )
     seed: int = Field(
         0, ge=0, le=2**63 - 1, description="Seeds LIME's and kernel SHAP's samples and random_comprehensiveness."
