@@ -198,21 +198,31 @@ KEYWORDS = {
     "negative": ["awful", "boring", "dreadful", "tedious"],
     "positive": ["brilliant", "charming", "superb", "witty"],
 }
+KEYWORD_LABELS = ["negative", "neutral", "positive"]
 FILLER = ["the", "film", "a", "story", "with", "cast", "plot", "and", "its", "scenes", "of", "this", "director", "an"]
 
 
 def keyword_sentence(rng: random.Random, label: str) -> str:
-    """Filler words around one or two keywords of ``label``: the keywords alone decide it."""
-    words = [rng.choice(FILLER) for _ in range(rng.randint(6, 10))]
-    for _ in range(rng.randint(1, 2)):
-        words.insert(rng.randrange(len(words) + 1), rng.choice(KEYWORDS[label]))
+    """Filler words around keywords: more of ``label``'s than of the other side's, as many of each for neutral.
+    The keywords alone decide the label."""
+    other = rng.randint(0, 1)
+    counts = {"negative": 0, "positive": 0}
+    if label == "neutral":
+        counts = {"negative": other, "positive": other}
+    else:
+        counts[label] = other + rng.randint(1, 2)
+        counts["negative" if label == "positive" else "positive"] = other
+    words = [rng.choice(FILLER) for _ in range(rng.randint(5, 8))]
+    for side, count in counts.items():
+        for _ in range(count):
+            words.insert(rng.randrange(len(words) + 1), rng.choice(KEYWORDS[side]))
     return " ".join(words)
 
 
 def build_keyword_classifier(path: Path, steps: int = 150) -> Path:
-    """A 2-layer, 32-wide BERT trained until its decision rests on a few keywords, so explanations have
-    words to find: a faithful one puts them first."""
-    labels = list(KEYWORDS)
+    """A 2-layer, 32-wide BERT trained until its decision rests on a few keywords (more negative ones, more
+    positive ones, or as many: neutral), so explanations have words to find: a faithful one puts them first."""
+    labels = KEYWORD_LABELS
     rng = random.Random(0)
     corpus = [keyword_sentence(rng, label) for label in labels for _ in range(100)]
     tokenizer = _wordpiece(corpus)
@@ -236,7 +246,10 @@ def build_keyword_classifier(path: Path, steps: int = 150) -> Path:
         width = max(map(len, encoded))
         ids = torch.tensor([row + [0] * (width - len(row)) for row in encoded])
         mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in encoded])
-        loss = model(input_ids=ids, attention_mask=mask, labels=torch.tensor(chosen)).loss
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        # Smoothed labels keep the logits moderate: a saturated model's probability jumps from 0 to 1 in one
+        # step along the integrated-gradients path, which no number of steps integrates.
+        loss = torch.nn.functional.cross_entropy(logits, torch.tensor(chosen), label_smoothing=0.2)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

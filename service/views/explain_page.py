@@ -1,8 +1,8 @@
 """Explanations → a self-contained HTML page a person can read: no script, no external resource.
 
 Each input's words are shaded by the sign and size of their attribution (blue for the target, red against
-it, the deepest shade at the input's largest magnitude), with the label, its score, the faithfulness
-numbers and a legend.
+it, the deepest shade at the largest magnitude on the page, so that a text whose attributions are all
+small stays pale), with the label, its score, the faithfulness numbers and a legend.
 """
 
 from html import escape
@@ -48,8 +48,7 @@ def _shade(value: float, largest: float) -> str:
     return f"rgba({red}, {green}, {blue}, {alpha:.3f})"
 
 
-def _highlighted(text: str, words: list[Attribution]) -> str:
-    largest = max((abs(w.attribution) for w in words), default=0.0)
+def _highlighted(text: str, words: list[Attribution], largest: float) -> str:
     parts, cursor = [], 0
     for word in words:
         parts.append(escape(text[cursor : word.start]))
@@ -87,7 +86,7 @@ def _score(value: float | list[float]) -> str:
     return ", ".join(f"{v:.3f}" for v in value) if isinstance(value, list) else f"{value:.3f}"
 
 
-def _article(text: str, explanation: Explanation) -> str:
+def _article(text: str, explanation: Explanation, largest: float) -> str:
     delta = explanation.convergence_delta
     summary = [
         f"<span><b>label</b> {_label(explanation.label)}</span>",
@@ -100,7 +99,7 @@ def _article(text: str, explanation: Explanation) -> str:
         summary.append("<span><b>truncated</b>: later words were not seen</span>")
     return (
         f'<article><div class="summary">{"".join(summary)}</div>'
-        f'<div class="text">{_highlighted(text, explanation.words)}</div>{_faithfulness(explanation)}</article>'
+        f'<div class="text">{_highlighted(text, explanation.words, largest)}</div>{_faithfulness(explanation)}</article>'
     )
 
 
@@ -110,7 +109,7 @@ def _legend() -> str:
     return (
         '<div class="legend"><span>against the label</span>'
         f'<span class="scale">{cells}</span><span>for the label</span>'
-        "<span class=\"verdict\">Shade: the word's attribution relative to the largest in its text; "
+        "<span class=\"verdict\">Shade: the word's attribution relative to the largest on this page; "
         "hover a word for its value.</span></div>"
     )
 
@@ -118,7 +117,8 @@ def _legend() -> str:
 def explain_page(result: Explained, texts: list[str]) -> str:
     """The page for ``result``, whose explanations are of ``texts`` in order."""
     method = METHOD_NAMES.get(result.method, result.method)
-    articles = "".join(_article(text, e) for text, e in zip(texts, result.explanations, strict=True))
+    largest = max((abs(w.attribution) for e in result.explanations for w in e.words), default=0.0)
+    articles = "".join(_article(text, e, largest) for text, e in zip(texts, result.explanations, strict=True))
     return (
         "<!DOCTYPE html>"
         '<html lang="en"><head><meta charset="utf-8">'
