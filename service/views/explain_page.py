@@ -99,7 +99,8 @@ def _article(text: str, explanation: Explanation, largest: float) -> str:
         summary.append("<span><b>truncated</b>: later words were not seen</span>")
     return (
         f'<article><div class="summary">{"".join(summary)}</div>'
-        f'<div class="text">{_highlighted(text, explanation.words, largest)}</div>{_faithfulness(explanation)}</article>'
+        f'<div class="text">{_highlighted(text, explanation.words, largest)}</div>'
+        f"{_faithfulness(explanation)}</article>"
     )
 
 
