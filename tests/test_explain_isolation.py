@@ -21,14 +21,12 @@ class ProbingPasses:
     """Stands in for the lanes: at the start of every pass, runs a batch through the model as the engine
     would on another lane at that moment, and keeps its logits."""
 
-    all_lanes = 1
-
     def __init__(self, model: torch.nn.Module, probe: torch.Tensor) -> None:
         self.model = model
         self.probe = probe
         self.seen: list[torch.Tensor] = []
 
-    def begin(self, lanes: int = 1) -> None:
+    def begin(self, *, exclusive: bool = False) -> None:
         with torch.inference_mode():
             self.seen.append(self.model(input_ids=self.probe).logits)
 

@@ -373,3 +373,24 @@ def test_a_borrowed_lane_makes_batches_narrow_and_closing_refuses_borrowers() ->
 
     run(scenario)
     assert [lanes for _, lanes in recorder.lanes] == [1]
+
+
+def test_a_borrower_takes_as_many_free_lanes_as_it_may() -> None:
+    recorder = LaneRecorder(seconds=0.2)
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        batcher = make_laned(recorder, wide=False)
+        batcher.start()
+        every = await batcher.borrow(1, 2)
+        batcher.give_back(every)
+        running = asyncio.ensure_future(batcher.submit(["a"], None, 5))
+        await asyncio.sleep(0.05)  # "a" holds one lane
+        assert batcher.idle_s < 0.2
+        some = await batcher.borrow(1, 2)
+        batcher.give_back(some)
+        await running
+        await batcher.aclose()
+        return every, some
+
+    every, some = run(scenario)
+    assert sorted(every) == [0, 1] and some == [1]

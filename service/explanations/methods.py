@@ -85,7 +85,7 @@ def attention(model: ClassifierModel, texts: Sequence[TokenizedText]) -> list[At
     results = []
     for text in texts:
         ids, mask = model.pad([text.ids])
-        model.passes.begin(lanes=model.passes.all_lanes)
+        model.passes.begin(exclusive=True)
         implementation = loaded.model.config._attn_implementation
         try:
             loaded.model.set_attn_implementation("eager")

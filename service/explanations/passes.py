@@ -4,6 +4,9 @@ captum drives an explanation on a thread of its own and calls the model once per
 perturbations. Before each such pass the thread gives back the lanes it held and borrows them again, which
 the engine grants only while no prediction or generation is queued. A pass's backward (integrated
 gradients) runs before the next pass begins, so it runs under the same hold.
+
+A pass takes one lane while predictions or generations are being served, so they keep the others; when
+none has been submitted for ``QUIET_S``, it takes every free lane (and their threads), as a lone batch does.
 """
 
 import asyncio
@@ -16,6 +19,8 @@ from service.explanations.errors import ExplanationAbandoned, ExplanationTimedOu
 
 # How often a thread waiting for a lane looks whether its request was given up.
 POLL_S = 0.25
+# With no prediction or generation submitted for this long, passes take every free lane.
+QUIET_S = 0.5
 
 
 class Lanes(Protocol):
@@ -24,7 +29,10 @@ class Lanes(Protocol):
     @property
     def lanes(self) -> int: ...
 
-    async def borrow_lanes(self, count: int) -> list[int]: ...
+    @property
+    def idle_s(self) -> float: ...
+
+    async def borrow_lanes(self, least: int, most: int | None = None) -> list[int]: ...
 
     def return_lanes(self, lanes: Sequence[int]) -> None: ...
 
@@ -57,16 +65,15 @@ class Passes:
         self.count = 0
         self._borrowing: set[asyncio.Task[None]] = set()
 
-    @property
-    def all_lanes(self) -> int:
-        return self._engine.lanes
-
-    def begin(self, lanes: int = 1) -> None:
-        """Called at the start of every forward pass, on the explaining thread."""
+    def begin(self, *, exclusive: bool = False) -> None:
+        """Called at the start of every forward pass, on the explaining thread; ``exclusive`` waits for every
+        lane, so that no batch runs through the model during the pass."""
         self.release()
-        lanes = min(lanes, self._engine.lanes)
+        every = self._engine.lanes
+        least = every if exclusive else 1
+        most = every if exclusive or self._engine.idle_s > QUIET_S else 1
         handoff = _Handoff()
-        self._loop.call_soon_threadsafe(self._start_borrowing, lanes, handoff)
+        self._loop.call_soon_threadsafe(self._start_borrowing, least, most, handoff)
         while not handoff.ready.wait(POLL_S):
             if self.abandoned.is_set() or time.monotonic() > self._deadline:
                 with handoff.lock:
@@ -101,15 +108,15 @@ class Passes:
     def _give_back(self, lanes: list[int]) -> None:
         self._loop.call_soon_threadsafe(self._engine.return_lanes, lanes)
 
-    def _start_borrowing(self, count: int, handoff: _Handoff) -> None:
-        task = asyncio.ensure_future(self._borrow(count, handoff))
+    def _start_borrowing(self, least: int, most: int, handoff: _Handoff) -> None:
+        task = asyncio.ensure_future(self._borrow(least, most, handoff))
         self._borrowing.add(task)
         task.add_done_callback(self._borrowing.discard)
 
-    async def _borrow(self, count: int, handoff: _Handoff) -> None:
+    async def _borrow(self, least: int, most: int, handoff: _Handoff) -> None:
         try:
             async with asyncio.timeout(max(0.0, self._deadline - time.monotonic())):
-                lanes = await self._engine.borrow_lanes(count)
+                lanes = await self._engine.borrow_lanes(least, most)
         except asyncio.CancelledError:
             handoff.error = ExplanationAbandoned()
             handoff.ready.set()

@@ -134,6 +134,7 @@ class DynamicBatcher(Generic[T, R]):
         self._closing = False
         self._lendable = asyncio.Event()
         self._seconds_per_example = 0.0
+        self._last_submit = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -152,7 +153,7 @@ class DynamicBatcher(Generic[T, R]):
                 f"{self._depth} examples are queued and HELDOUT_MAX_QUEUE is {self._max_queue}", self._retry_after()
             )
         loop = asyncio.get_running_loop()
-        now = time.monotonic()
+        now = self._last_submit = time.monotonic()
         entries = [
             _Entry(item, key, self._length(item), self._next_order(), now, loop.create_future()) for item in items
         ]
@@ -183,16 +184,23 @@ class DynamicBatcher(Generic[T, R]):
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def borrow(self, count: int) -> list[int]:
-        """``count`` lanes, taken once nothing is queued and that many are free; queued examples always
-        go first. Raises ``Closing`` once the batcher is closing. Cancelling the wait borrows nothing."""
-        if not 1 <= count <= self._lanes:
-            raise ValueError(f"can borrow 1 to {self._lanes} lanes, not {count}")
+    @property
+    def idle_s(self) -> float:
+        """Seconds since the last submission."""
+        return time.monotonic() - self._last_submit
+
+    async def borrow(self, least: int, most: int | None = None) -> list[int]:
+        """At least ``least`` lanes and as many free ones as there are up to ``most`` (default ``least``),
+        taken once nothing is queued and ``least`` are free; queued examples always go first. Raises
+        ``Closing`` once the batcher is closing. Cancelling the wait borrows nothing."""
+        most = least if most is None else most
+        if not 1 <= least <= most <= self._lanes:
+            raise ValueError(f"can borrow 1 to {self._lanes} lanes, not {least} to {most}")
         while True:
             if self._closing:
                 raise Closing("the server is shutting down", self._retry_after())
-            if not self._depth and len(self._free) >= count:
-                lanes = sorted(self._free)[-count:]
+            if not self._depth and len(self._free) >= least:
+                lanes = sorted(self._free)[-min(most, len(self._free)) :]
                 self._free = [lane for lane in self._free if lane not in lanes]
                 return lanes
             self._lendable.clear()

@@ -236,11 +236,16 @@ class InferenceEngine:
     def lanes(self) -> int:
         return len(self._lanes)
 
-    async def borrow_lanes(self, count: int) -> list[int]:
-        """``count`` of the model's lanes for work below every queued request (explanations), taken only while
-        nothing is queued; ``return_lanes`` hands them back. Raises ``ShuttingDown`` once closing."""
+    @property
+    def idle_s(self) -> float:
+        """Seconds since the last prediction or generation was submitted."""
+        return self._batcher.idle_s
+
+    async def borrow_lanes(self, least: int, most: int | None = None) -> list[int]:
+        """``least`` to ``most`` of the model's lanes for work below every queued request (explanations), taken
+        only while nothing is queued; ``return_lanes`` hands them back. Raises ``ShuttingDown`` once closing."""
         try:
-            return await self._batcher.borrow(count)
+            return await self._batcher.borrow(least, most)
         except BatcherRejected as exc:
             raise refusal(exc) from None
 

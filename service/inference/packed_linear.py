@@ -7,7 +7,8 @@ hardware's speed on any x86 CPU; inductor calls the same operator when it freeze
 model is checked on a probe input before and after the swap, and the swap is undone on any difference.
 
 The oneDNN operator has no gradient of its own; explanations (integrated gradients) need the gradient with
-respect to a layer's input, so a packed layer supplies that one, reordering its weight back for the purpose.
+respect to a layer's input, ``dL/dx = dL/dy · W``, so a packed layer supplies that one, through oneDNN too:
+with ``Wᵀ`` packed as well, once, on the first backward pass (only a server that explains pays its memory).
 """
 
 import logging
@@ -35,6 +36,7 @@ class PackedLinear(nn.Module):
         self._dtype = weight.dtype
         self._packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
         self._bias = None if bias is None else bias.detach()
+        self._packed_transposed: torch.Tensor | None = None
 
     @property
     def weight(self) -> torch.Tensor:
@@ -51,9 +53,13 @@ class PackedLinear(nn.Module):
     def linear(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self._packed, self._bias, "none", [], "")
 
-    def plain_weight(self) -> torch.Tensor:
-        """``W`` in torch's own layout, reordered from the packed copy (the plain one is not kept)."""
-        return self._packed.to_dense()
+    def input_gradient(self, grad: torch.Tensor) -> torch.Tensor:
+        """``grad · W``: a linear layer whose weight is ``Wᵀ`` (reordered from the packed copy; the plain
+        weight is not kept). Two threads packing it at once both get the same result."""
+        if self._packed_transposed is None:
+            transposed = self._packed.to_dense().t().contiguous()
+            self._packed_transposed = torch.ops.mkldnn._reorder_linear_weight(transposed, None)
+        return torch.ops.mkldnn._linear_pointwise(grad, self._packed_transposed, None, "none", [], "")
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self._bias is not None}"
@@ -72,7 +78,7 @@ class _InputGradient(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad @ ctx.layer.plain_weight(), None
+        return ctx.layer.input_gradient(grad), None
 
 
 def _as_linear(module: nn.Module, shared: set[int]) -> tuple[torch.Tensor, torch.Tensor | None] | None:
