@@ -169,24 +169,6 @@ def captum_word_method(name: str) -> Callable[[Plain, str, int], list[float]]:
 # ---- shap's Partition explainer ---------------------------------------------------------------------------
 
 
-def shap_partition(plain: Plain, texts: list[str], targets: list[int]) -> Result:
-    import shap
-    from transformers import pipeline
-
-    pipe = pipeline("text-classification", model=plain.model, tokenizer=plain.tokenizer, top_k=None, batch_size=32)
-    explainer = shap.Explainer(pipe)
-    explainer(texts[:1], silent=True)  # warm-up
-    result = Result("shap Partition (pipeline)")
-    labels = [plain.model.config.id2label[i] for i in range(plain.model.config.num_labels)]
-    for text, target in zip(texts, targets, strict=True):
-        started = time.perf_counter()
-        values = explainer([text], silent=True)
-        result.seconds.append(time.perf_counter() - started)
-        column = list(values.output_names).index(labels[target])
-        result.words.append(_pieces_to_words(text, list(values.data[0]), values.values[0][:, column].tolist()))
-    return result
-
-
 def _pieces_to_words(text: str, pieces: list[str], values: list[float]) -> list[float]:
     """shap's text masker splits the text into pieces that concatenate back to it; each piece goes to the
     whitespace word of its first visible character."""
@@ -216,11 +198,15 @@ def heldout_explain(base: str, texts: list[str], method: str) -> tuple[float, li
     return elapsed, response.json()["explanations"]
 
 
-async def predict_latencies(base: str, texts: list[str], seconds: float, burst: list[str] | None) -> list[float]:
+async def predict_latencies(
+    base: str, texts: list[str], seconds: float, burst: list[str] | None
+) -> tuple[list[float], int]:
     """One-sentence /v1/predict requests at PREDICT_RATE a second for ``seconds`` (open loop), while
-    BURST_CLIENTS clients explain ``burst`` sentences by integrated gradients back to back, if given."""
+    BURST_CLIENTS clients explain ``burst`` sentences by integrated gradients back to back, if given.
+    Returns the predictions' latencies and the sentences explained meanwhile."""
     headers = {"Authorization": f"Bearer {API_KEY}"}
     latencies: list[float] = []
+    explained = 0
     stop = time.monotonic() + seconds
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
 
@@ -231,9 +217,11 @@ async def predict_latencies(base: str, texts: list[str], seconds: float, burst: 
             latencies.append(time.perf_counter() - started)
 
         async def explaining() -> None:
+            nonlocal explained
             while time.monotonic() < stop:
                 body = {"inputs": burst, "method": "integrated_gradients", "faithfulness": False}
                 (await client.post("/v1/explain", json=body, timeout=900)).raise_for_status()
+                explained += len(body["inputs"])
 
         bursts = [asyncio.create_task(explaining()) for _ in range(BURST_CLIENTS if burst else 0)]
         await asyncio.sleep(1.0 if burst else 0)  # the burst is under way before measuring
@@ -244,7 +232,7 @@ async def predict_latencies(base: str, texts: list[str], seconds: float, burst: 
             tasks.append(asyncio.create_task(one(texts[i % len(texts)])))
         await asyncio.gather(*tasks)
         await asyncio.gather(*bursts)
-    return latencies
+    return latencies, explained
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -255,13 +243,62 @@ def percentile(values: list[float], q: float) -> float:
 # ---- the run -----------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Comparison:
+    """heldout against one reference on the same sentences, measured back to back chunk by chunk (this
+    machine's speed drifts by tens of percent within a minute, so each chunk's ratio is taken between
+    neighbouring measurements and the verdict is their median)."""
+
+    method: str
+    reference: str
+    sentences: int = 0
+    heldout_s: float = 0.0
+    reference_s: float = 0.0
+    ratios: list[float] = field(default_factory=list)
+    heldout_words: list[list[float]] = field(default_factory=list)
+    reference_words: list[list[float]] = field(default_factory=list)
+
+    def add(self, n: int, heldout_s: float, reference_s: float) -> None:
+        self.sentences += n
+        self.heldout_s += heldout_s
+        self.reference_s += reference_s
+        self.ratios.append(reference_s / heldout_s)
+
+
+def chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def captum_reference(method: str) -> Callable[[Plain, str, int], list[float]]:
+    if method == "integrated_gradients":
+        return lambda plain, text, target: captum_integrated_gradients(plain, text, target)[0]
+    return captum_word_method(method)
+
+
+def compare(
+    base: str, plain: Plain, texts: list[str], targets: dict[str, int], method: str, chunk: int
+) -> Comparison:
+    """heldout (one request per chunk) against captum as its tutorials call it (one sentence per call)."""
+    comparison = Comparison(method, "captum tutorial")
+    explain = captum_reference(method)
+    for part in chunks(texts, chunk):
+        heldout_s, explanations = heldout_explain(base, part, method)
+        started = time.perf_counter()
+        words = [explain(plain, text, targets[text]) for text in part]
+        comparison.add(len(part), heldout_s, time.perf_counter() - started)
+        comparison.heldout_words += [[w["attribution"] for w in e["words"]] for e in explanations]
+        comparison.reference_words += words
+    return comparison
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("HELDOUT_DATA_DIR", ".heldout")))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--sentences", type=int, default=48)
+    parser.add_argument("--chunk", type=int, default=16, help="sentences per heldout request (its default cap)")
     parser.add_argument("--peer-sentences", type=int, default=8, help="sentences the slow references explain")
-    parser.add_argument("--burst-seconds", type=float, default=15.0)
+    parser.add_argument("--burst-seconds", type=float, default=12.0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model_dir = ensure_demo_model(args.data_dir)
@@ -269,12 +306,10 @@ def main() -> None:
     texts = [json.loads(row)["text"] for row in rows]
     peers = texts[: args.peer_sentences]
     plain = Plain(model_dir)
-    targets = plain.texts_probabilities(texts).argmax(-1).tolist()
-    print(f"{len(texts)} sentences ({args.peer_sentences} for the slow references), {args.threads} torch threads, "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()}")
+    targets = dict(zip(texts, plain.texts_probabilities(texts).argmax(-1).tolist(), strict=True))
+    print(f"{len(texts)} sentences ({len(peers)} for the slow references), {args.threads} torch threads, "
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()}", flush=True)
 
-    heldout: dict[str, Result] = {}
-    ig_tokens: list[list[float]] = []
     with TemporaryDirectory() as scratch:
         port = free_port()
         env = {
@@ -282,7 +317,7 @@ def main() -> None:
             "HELDOUT_DATA_DIR": scratch,
             "HELDOUT_API_KEYS": f"evaluator:{API_KEY}",
             "HELDOUT_TORCH_THREADS": str(args.threads),
-            "HELDOUT_EXPLAIN_MAX_INPUTS": str(max(len(texts), BURST_INPUTS)),
+            "HELDOUT_EXPLAIN_MAX_INPUTS": str(max(args.chunk, BURST_INPUTS)),
             "HELDOUT_LOG_LEVEL": "warning",
         }
         env.pop("HELDOUT_DATABASE_URL", None)
@@ -292,109 +327,106 @@ def main() -> None:
         try:
             wait_for(f"{base}/readyz", server, 300)
             heldout_explain(base, texts[:2], "integrated_gradients")  # warm-up
+            everything: dict[str, Result] = {}
             for method in METHODS:
-                result = heldout[method] = Result(f"heldout {method}")
-                for batch in (peers, texts):  # the peers' sentences alone, then all of them
-                    elapsed, explanations = heldout_explain(base, batch, method)
-                    if batch is texts:
-                        result.seconds = [elapsed / len(batch)] * len(batch)
-                        result.words = [[w["attribution"] for w in e["words"]] for e in explanations]
-                        if method == "integrated_gradients":
-                            ig_tokens = [[t["attribution"] for t in e["tokens"]] for e in explanations]
-                    else:
-                        heldout[f"{method} peers"] = Result(result.name, [elapsed / len(batch)] * len(batch))
+                result = everything[method] = Result(method)
+                for part in chunks(texts, args.chunk):
+                    elapsed, explanations = heldout_explain(base, part, method)
+                    result.seconds += [elapsed / len(part)] * len(part)
+                    result.words += [[w["attribution"] for w in e["words"]] for e in explanations]
                 print(f"  heldout {method}: {statistics.fmean(result.seconds) * 1000:.1f} ms a sentence", flush=True)
-            idle = asyncio.run(predict_latencies(base, texts, args.burst_seconds, None))
-            burst = asyncio.run(predict_latencies(base, texts, args.burst_seconds, texts[:BURST_INPUTS]))
+            comparisons = [compare(base, plain, texts, targets, "integrated_gradients", args.chunk)]
+            # The slow references in chunks of a quarter of their sentences, so that they interleave too.
+            quarter = max(1, len(peers) // 4)
+            slow = ("lime", "kernel_shap", "occlusion")
+            comparisons += [compare(base, plain, peers, targets, m, quarter) for m in slow]
+            for c in comparisons:
+                print(f"  {c.method} against captum: {c.reference_s / c.heldout_s:.1f}x", flush=True)
+            partition = shap_comparisons(base, plain, peers, targets)
+            idle, _ = asyncio.run(predict_latencies(base, texts, args.burst_seconds, None))
+            burst, explained = asyncio.run(predict_latencies(base, texts, args.burst_seconds, texts[:BURST_INPUTS]))
         finally:
             server.terminate()
             server.wait(30)
+    report(plain, texts, targets, everything, comparisons, partition, idle, burst, explained)
 
-    references: dict[str, Result] = {}
-    captum_ig = references["integrated_gradients"] = Result("captum tutorial")
-    largest_difference = 0.0
-    for text, target, served_tokens in zip(texts, targets, ig_tokens, strict=True):
-        started = time.perf_counter()
-        words, tokens = captum_integrated_gradients(plain, text, target)
-        captum_ig.seconds.append(time.perf_counter() - started)
-        captum_ig.words.append(words)
-        differences = [abs(a - b) for a, b in zip(tokens, served_tokens, strict=True)]
-        largest_difference = max(largest_difference, *differences)
-    print(f"  captum integrated gradients: {statistics.fmean(captum_ig.seconds) * 1000:.1f} ms a sentence", flush=True)
-    for method in ("lime", "kernel_shap", "occlusion"):
-        reference = references[method] = Result("captum tutorial")
-        explain = captum_word_method(method)
-        for text, target in zip(peers, targets[: len(peers)], strict=True):
-            started = time.perf_counter()
-            reference.words.append(explain(plain, text, target))
-            reference.seconds.append(time.perf_counter() - started)
-        print(f"  captum {method}: {statistics.fmean(reference.seconds) * 1000:.1f} ms a sentence", flush=True)
+
+def shap_comparisons(base: str, plain: Plain, texts: list[str], targets: dict[str, int]) -> list[Comparison]:
+    """heldout's kernel SHAP, occlusion, LIME and integrated gradients against shap's Partition explainer,
+    sentence by sentence, back to back."""
     try:
-        partition = shap_partition(plain, peers, targets[: len(peers)])
-        print(f"  shap Partition: {statistics.fmean(partition.seconds) * 1000:.1f} ms a sentence", flush=True)
+        import shap
     except ImportError:
-        partition = None
         print("  shap is not installed (pip install -e '.[bench]'): no shap reference")
-    report(plain, texts, targets, len(peers), heldout, references, partition, largest_difference, idle, burst)
+        return []
+    from transformers import pipeline
+
+    pipe = pipeline("text-classification", model=plain.model, tokenizer=plain.tokenizer, top_k=None, batch_size=32)
+    explainer = shap.Explainer(pipe)
+    explainer(texts[:1], silent=True)  # warm-up
+    labels = [plain.model.config.id2label[i] for i in range(plain.model.config.num_labels)]
+    methods = ("kernel_shap", "occlusion", "lime", "integrated_gradients")
+    comparisons = {method: Comparison(method, "shap Partition") for method in methods}
+    for text in texts:
+        started = time.perf_counter()
+        values = explainer([text], silent=True)
+        partition_s = time.perf_counter() - started
+        column = list(values.output_names).index(labels[targets[text]])
+        partition_words = _pieces_to_words(text, list(values.data[0]), values.values[0][:, column].tolist())
+        for method, comparison in comparisons.items():
+            heldout_s, explanations = heldout_explain(base, [text], method)
+            comparison.add(1, heldout_s, partition_s)
+            comparison.heldout_words.append([w["attribution"] for w in explanations[0]["words"]])
+            comparison.reference_words.append(partition_words)
+    print(f"  shap Partition: {comparisons['occlusion'].reference_s / len(texts) * 1000:.0f} ms a sentence", flush=True)
+    return list(comparisons.values())
 
 
-def mean_comprehensiveness(plain: Plain, texts: list[str], targets: list[int], words: list[list[float]]) -> float:
+def mean_comprehensiveness(plain: Plain, texts: list[str], targets: dict[str, int], words: list[list[float]]) -> float:
     return statistics.fmean(
-        comprehensiveness(plain, text, w, target) for text, w, target in zip(texts, words, targets, strict=True)
+        comprehensiveness(plain, text, w, targets[text]) for text, w in zip(texts, words, strict=True)
     )
 
 
 def report(
     plain: Plain,
     texts: list[str],
-    targets: list[int],
-    n_peers: int,
-    heldout: dict[str, Result],
-    references: dict[str, Result],
-    partition: Result | None,
-    largest_difference: float,
+    targets: dict[str, int],
+    everything: dict[str, Result],
+    comparisons: list[Comparison],
+    partition: list[Comparison],
     idle: list[float],
     burst: list[float],
+    explained: int,
 ) -> None:
-    peers, peer_targets = texts[:n_peers], targets[:n_peers]
-    print()
-    print("| method | heldout ms/explanation | comprehensiveness | captum tutorial ms/explanation | speed-up | "
-          "captum comprehensiveness |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for method in METHODS:
-        ours = heldout[method]
-        ours_ms = statistics.fmean(ours.seconds) * 1000
-        comp = mean_comprehensiveness(plain, texts, targets, ours.words)
-        reference = references.get(method)
-        if reference is None:
-            print(f"| {method} | {ours_ms:.1f} | {comp:.3f} | — | — | — |")
-            continue
-        whole = len(reference.seconds) == len(texts)
-        against = ours if whole else heldout[f"{method} peers"]
-        against_ms = statistics.fmean(against.seconds) * 1000
-        ref_ms = statistics.fmean(reference.seconds) * 1000
-        ref_comp = mean_comprehensiveness(plain, texts if whole else peers, targets if whole else peer_targets,
-                                          reference.words)
-        note = "" if whole else f" (first {n_peers})"
-        print(f"| {method} | {ours_ms:.1f} | {comp:.3f} | {ref_ms:.1f}{note} | {ref_ms / against_ms:.1f}× | "
-              f"{ref_comp:.3f} |")
-    print(f"\nIntegrated gradients, largest difference of a token attribution from captum's: {largest_difference:.1e}")
-    if partition is not None:
-        partition_ms = statistics.fmean(partition.seconds) * 1000
-        partition_comp = mean_comprehensiveness(plain, peers, peer_targets, partition.words)
-        print(f"\nAgainst shap's Partition explainer on the first {n_peers} sentences "
-              f"({partition_ms:.0f} ms a sentence, comprehensiveness {partition_comp:.3f}):\n")
-        print("| heldout method | ms/explanation | speed-up | comprehensiveness (same sentences) |")
-        print("|---|---:|---:|---:|")
-        for method in ("kernel_shap", "occlusion", "lime", "integrated_gradients"):
-            ours_ms = statistics.fmean(heldout[f"{method} peers"].seconds) * 1000
-            comp = mean_comprehensiveness(plain, peers, peer_targets, heldout[method].words[:n_peers])
-            print(f"| {method} | {ours_ms:.1f} | {partition_ms / ours_ms:.1f}× | {comp:.3f} |")
+    print(f"\nheldout, {len(texts)} sentences in requests of up to 16, faithfulness off:\n")
+    print("| method | ms/explanation | comprehensiveness |")
+    print("|---|---:|---:|")
+    for method, result in everything.items():
+        comp = mean_comprehensiveness(plain, texts, targets, result.words)
+        print(f"| {method} | {statistics.fmean(result.seconds) * 1000:.1f} | {comp:.3f} |")
+    print("\nAgainst the references, on the same sentences, measured back to back:\n")
+    print("| method | reference | sentences | heldout ms | reference ms | speed-up (median of chunks) | "
+          "heldout comprehensiveness | reference comprehensiveness |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for c in [*comparisons, *partition]:
+        sentences = texts[: c.sentences]
+        print(f"| {c.method} | {c.reference} | {c.sentences} | {c.heldout_s / c.sentences * 1000:.1f} | "
+              f"{c.reference_s / c.sentences * 1000:.1f} | {statistics.median(c.ratios):.1f}× | "
+              f"{mean_comprehensiveness(plain, sentences, targets, c.heldout_words):.3f} | "
+              f"{mean_comprehensiveness(plain, sentences, targets, c.reference_words):.3f} |")
+    ig = comparisons[0]
+    largest = max(
+        max(abs(a - b) for a, b in zip(ours, theirs, strict=True))
+        for ours, theirs in zip(ig.heldout_words, ig.reference_words, strict=True)
+    )
+    print(f"\nIntegrated gradients, largest difference of a word's attribution from captum's: {largest:.1e}")
     idle_p99, burst_p99 = percentile(idle, 0.99) * 1000, percentile(burst, 0.99) * 1000
     print(f"\n/v1/predict at {PREDICT_RATE:g} requests a second: p50 {percentile(idle, 0.5) * 1000:.1f} ms, "
           f"p99 {idle_p99:.1f} ms idle; p50 {percentile(burst, 0.5) * 1000:.1f} ms, p99 {burst_p99:.1f} ms during "
           f"{BURST_CLIENTS} clients' integrated-gradients requests of {BURST_INPUTS} sentences: "
-          f"{burst_p99 / idle_p99:.2f}× ({len(idle)} and {len(burst)} requests)")
+          f"{burst_p99 / idle_p99:.2f}× ({len(idle)} and {len(burst)} requests; {explained} sentences explained "
+          "meanwhile, the burst's last requests finishing after the measurement)")
 
 
 if __name__ == "__main__":

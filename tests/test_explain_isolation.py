@@ -1,10 +1,17 @@
 """What keeps explanations from disturbing the requests served beside them, and each other: captum's hooks
-stay off the served model's own layers, and seeded sampling draws from a stream of its own."""
+stay off the served model's own layers, explaining threads run at the lowest CPU priority, and seeded
+sampling draws from a stream of its own."""
 
+import os
+import sys
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
+import pytest
 import torch
+from fastapi.testclient import TestClient
 
 from service.explanations import methods
 from service.explanations.classifier_model import ClassifierModel
@@ -64,3 +71,16 @@ def test_seeded_streams_draw_the_same_beside_each_other_as_alone() -> None:
         thread.join()
     assert together == alone and alone[1] != alone[2]
     assert float(torch.rand(1)) == outside  # the global generator is left where it was
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness per thread is Linux's")
+def test_explaining_threads_run_at_the_lowest_cpu_priority(
+    serve: Callable[..., AbstractContextManager[TestClient]], classifier_dir: Path
+) -> None:
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    with serve(classifier_dir) as client:
+        explainer = client.app.state.explainer  # type: ignore[attr-defined]
+        assert explainer._threads.submit(niceness).result(10) == 19
+        assert niceness() < 19  # the serving threads keep theirs

@@ -375,22 +375,22 @@ def test_a_borrowed_lane_makes_batches_narrow_and_closing_refuses_borrowers() ->
     assert [lanes for _, lanes in recorder.lanes] == [1]
 
 
-def test_a_borrower_takes_as_many_free_lanes_as_it_may() -> None:
-    recorder = LaneRecorder(seconds=0.2)
+def test_borrowers_leave_the_reserved_lanes_to_batches() -> None:
+    recorder = LaneRecorder(seconds=0.01)
 
-    async def scenario() -> tuple[list[int], list[int]]:
-        batcher = make_laned(recorder, wide=False)
+    async def scenario() -> None:
+        batcher = make_laned(recorder)
         batcher.start()
-        every = await batcher.borrow(1, 2)
+        first = await batcher.borrow(1, reserve=1)
+        second = asyncio.ensure_future(batcher.borrow(1, reserve=1))
+        await asyncio.sleep(0.05)
+        assert not second.done()  # a lane is free, but it is the one left to batches
+        assert await batcher.submit(["a"], None, 5) == ["a:None"]
+        batcher.give_back(first)
+        batcher.give_back(await second)
+        every = await batcher.borrow(2)  # with no reserve, every lane
+        assert sorted(every) == [0, 1] and batcher.idle_s < 1
         batcher.give_back(every)
-        running = asyncio.ensure_future(batcher.submit(["a"], None, 5))
-        await asyncio.sleep(0.05)  # "a" holds one lane
-        assert batcher.idle_s < 0.2
-        some = await batcher.borrow(1, 2)
-        batcher.give_back(some)
-        await running
         await batcher.aclose()
-        return every, some
 
-    every, some = run(scenario)
-    assert sorted(every) == [0, 1] and some == [1]
+    run(scenario)

@@ -23,6 +23,8 @@ from service.explanations.tokens import TokenizedText
 # times 100, in an exponential kernel of width 25, and a ridge regression with alpha 1.
 LIME_KERNEL_WIDTH = 25.0
 LIME_RIDGE_ALPHA = 1.0
+# A pass is filled to at least (STEPS_PER_PASS - 1) / STEPS_PER_PASS of its rows.
+STEPS_PER_PASS = 4
 
 
 @dataclass(frozen=True)
@@ -64,11 +66,12 @@ def integrated_gradients(
 
 
 def _length_groups(model: ClassifierModel, texts: Sequence[TokenizedText]) -> list[list[int]]:
-    """Indices by length, grouped so that one pass holds at least one step of every input of a group."""
+    """Indices by length, grouped so that a pass holds at least STEPS_PER_PASS steps of every input of a group
+    (captum puts whole steps of every input in a pass: with one step a pass, most of its rows stay unused)."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i].ids))
     groups: list[list[int]] = []
     for i in order:
-        if groups and len(groups[-1]) < model.pass_rows(len(texts[i].ids)):
+        if groups and len(groups[-1]) < model.pass_rows(len(texts[i].ids)) // STEPS_PER_PASS:
             groups[-1].append(i)
         else:
             groups.append([i])

@@ -5,8 +5,9 @@ perturbations. Before each such pass the thread gives back the lanes it held and
 the engine grants only while no prediction or generation is queued. A pass's backward (integrated
 gradients) runs before the next pass begins, so it runs under the same hold.
 
-A pass takes one lane while predictions or generations are being served, so they keep the others; when
-none has been submitted for ``QUIET_S``, it takes every free lane (and their threads), as a lone batch does.
+A pass holds one lane, and all explanations together leave at least one lane to predictions and
+generations (where the engine has two or more). While none has been submitted for ``QUIET_S``, a pass
+runs on every lane's threads, as a lone batch does; otherwise on one lane's.
 """
 
 import asyncio
@@ -19,7 +20,7 @@ from service.explanations.errors import ExplanationAbandoned, ExplanationTimedOu
 
 # How often a thread waiting for a lane looks whether its request was given up.
 POLL_S = 0.25
-# With no prediction or generation submitted for this long, passes take every free lane.
+# With no prediction or generation submitted for this long, a pass runs on every lane's threads.
 QUIET_S = 0.5
 
 
@@ -32,7 +33,7 @@ class Lanes(Protocol):
     @property
     def idle_s(self) -> float: ...
 
-    async def borrow_lanes(self, least: int, most: int | None = None) -> list[int]: ...
+    async def borrow_lanes(self, count: int, reserve: int = 0) -> list[int]: ...
 
     def return_lanes(self, lanes: Sequence[int]) -> None: ...
 
@@ -70,10 +71,9 @@ class Passes:
         lane, so that no batch runs through the model during the pass."""
         self.release()
         every = self._engine.lanes
-        least = every if exclusive else 1
-        most = every if exclusive or self._engine.idle_s > QUIET_S else 1
+        count, reserve = (every, 0) if exclusive else (1, min(1, every - 1))
         handoff = _Handoff()
-        self._loop.call_soon_threadsafe(self._start_borrowing, least, most, handoff)
+        self._loop.call_soon_threadsafe(self._start_borrowing, count, reserve, handoff)
         while not handoff.ready.wait(POLL_S):
             if self.abandoned.is_set() or time.monotonic() > self._deadline:
                 with handoff.lock:
@@ -87,7 +87,7 @@ class Passes:
             raise handoff.error
         assert handoff.lanes is not None
         self._held = handoff.lanes
-        self._engine.use_lane_threads(len(self._held))
+        self._engine.use_lane_threads(every if self._engine.idle_s > QUIET_S else len(self._held))
         self.count += 1
         if self.abandoned.is_set() or time.monotonic() > self._deadline:
             self._stop()
@@ -108,15 +108,15 @@ class Passes:
     def _give_back(self, lanes: list[int]) -> None:
         self._loop.call_soon_threadsafe(self._engine.return_lanes, lanes)
 
-    def _start_borrowing(self, least: int, most: int, handoff: _Handoff) -> None:
-        task = asyncio.ensure_future(self._borrow(least, most, handoff))
+    def _start_borrowing(self, count: int, reserve: int, handoff: _Handoff) -> None:
+        task = asyncio.ensure_future(self._borrow(count, reserve, handoff))
         self._borrowing.add(task)
         task.add_done_callback(self._borrowing.discard)
 
-    async def _borrow(self, least: int, most: int, handoff: _Handoff) -> None:
+    async def _borrow(self, count: int, reserve: int, handoff: _Handoff) -> None:
         try:
             async with asyncio.timeout(max(0.0, self._deadline - time.monotonic())):
-                lanes = await self._engine.borrow_lanes(least, most)
+                lanes = await self._engine.borrow_lanes(count, reserve)
         except asyncio.CancelledError:
             handoff.error = ExplanationAbandoned()
             handoff.ready.set()

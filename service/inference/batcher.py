@@ -135,6 +135,7 @@ class DynamicBatcher(Generic[T, R]):
         self._lendable = asyncio.Event()
         self._seconds_per_example = 0.0
         self._last_submit = time.monotonic()
+        self._borrowed = 0
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -189,25 +190,27 @@ class DynamicBatcher(Generic[T, R]):
         """Seconds since the last submission."""
         return time.monotonic() - self._last_submit
 
-    async def borrow(self, least: int, most: int | None = None) -> list[int]:
-        """At least ``least`` lanes and as many free ones as there are up to ``most`` (default ``least``),
-        taken once nothing is queued and ``least`` are free; queued examples always go first. Raises
-        ``Closing`` once the batcher is closing. Cancelling the wait borrows nothing."""
-        most = least if most is None else most
-        if not 1 <= least <= most <= self._lanes:
-            raise ValueError(f"can borrow 1 to {self._lanes} lanes, not {least} to {most}")
+    async def borrow(self, count: int, reserve: int = 0) -> list[int]:
+        """``count`` lanes, taken once nothing is queued, ``count`` are free, and borrowers would still leave
+        ``reserve`` lanes to batches; queued examples always go first. Raises ``Closing`` once the batcher
+        is closing. Cancelling the wait borrows nothing."""
+        if not 1 <= count <= self._lanes - reserve:
+            raise ValueError(f"can borrow 1 to {self._lanes - reserve} lanes, not {count}")
         while True:
             if self._closing:
                 raise Closing("the server is shutting down", self._retry_after())
-            if not self._depth and len(self._free) >= least:
-                lanes = sorted(self._free)[-min(most, len(self._free)) :]
+            lendable = self._borrowed + count <= self._lanes - reserve
+            if not self._depth and len(self._free) >= count and lendable:
+                lanes = sorted(self._free)[-count:]
                 self._free = [lane for lane in self._free if lane not in lanes]
+                self._borrowed += count
                 return lanes
             self._lendable.clear()
             await self._lendable.wait()
 
     def give_back(self, lanes: Sequence[int]) -> None:
         """Return borrowed lanes, on the event loop."""
+        self._borrowed -= len(lanes)
         self._free.extend(lanes)
         self._freed.set()
         self._lendable.set()

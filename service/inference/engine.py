@@ -241,11 +241,12 @@ class InferenceEngine:
         """Seconds since the last prediction or generation was submitted."""
         return self._batcher.idle_s
 
-    async def borrow_lanes(self, least: int, most: int | None = None) -> list[int]:
-        """``least`` to ``most`` of the model's lanes for work below every queued request (explanations), taken
-        only while nothing is queued; ``return_lanes`` hands them back. Raises ``ShuttingDown`` once closing."""
+    async def borrow_lanes(self, count: int, reserve: int = 0) -> list[int]:
+        """``count`` of the model's lanes for work below every queued request (explanations), taken only while
+        nothing is queued and borrowers leave ``reserve`` lanes to batches; ``return_lanes`` hands them back.
+        Raises ``ShuttingDown`` once closing."""
         try:
-            return await self._batcher.borrow(least, most)
+            return await self._batcher.borrow(count, reserve)
         except BatcherRejected as exc:
             raise refusal(exc) from None
 
