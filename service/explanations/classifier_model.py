@@ -17,7 +17,7 @@ from service.tasks import ModelTask
 
 # Tokens in one forward (and backward) pass: a CPU lane's pass stays well under a second for MiniLM, so a
 # prediction queued behind it waits little; a GPU wants wide passes.
-CPU_PASS_TOKENS = 512
+CPU_PASS_TOKENS = 1024
 GPU_PASS_TOKENS = 16_384
 
 
