@@ -37,13 +37,17 @@ class WordEmbeddings(nn.Module):
         return embedded
 
 
+def pass_tokens(loaded: LoadedModel) -> int:
+    return CPU_PASS_TOKENS if loaded.device.type == "cpu" else GPU_PASS_TOKENS
+
+
 class ClassifierModel:
     def __init__(self, loaded: LoadedModel, passes: Passes) -> None:
         self.loaded = loaded
         self.passes = passes
         self.pad_id = loaded.token_ids.pad
         self.embeddings = WordEmbeddings(loaded.model.get_input_embeddings())
-        self._pass_tokens = CPU_PASS_TOKENS if loaded.device.type == "cpu" else GPU_PASS_TOKENS
+        self._pass_tokens = pass_tokens(loaded)
 
     def pass_rows(self, length: int) -> int:
         """Rows of ``length`` tokens that one pass takes."""

@@ -47,6 +47,13 @@ class NothingToAttribute(Invalid):
         super().__init__("has no tokens to attribute (only whitespace?)", field=f"inputs.{index}")
 
 
+class NothingToExplain(Invalid):
+    """A causal LM whose continuation of an input is empty (it ended at once), or too long to fit beside it."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason, field=f"inputs.{index}")
+
+
 class ExplanationsBusy(Busy):
     """HELDOUT_EXPLAIN_MAX_QUEUE explanation requests are already running or waiting for a lane."""
 

@@ -180,6 +180,10 @@ def _word_level(
         perturbations_per_eval=model.pass_rows(len(text.ids)),
     )
     model.passes.release()
-    per_feature = coefficients.reshape(-1).detach().float().tolist()
+    return split_over_tokens(features, coefficients.reshape(-1).detach().float().tolist())
+
+
+def split_over_tokens(features: list[int], per_feature: list[float]) -> Attributed:
+    """Each token's share of its feature's (word's) attribution, ``features`` naming each token's."""
     sizes = [features.count(f) for f in range(len(per_feature))]
     return Attributed([per_feature[f] / sizes[f] for f in features])

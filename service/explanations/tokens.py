@@ -60,6 +60,10 @@ class TextTokenizer:
             encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=special_tokens)
         return [self._tokenized(text, encoding) for text, encoding in zip(texts, encodings, strict=True)]
 
+    def decode(self, ids: list[int]) -> str:
+        with self._lock:
+            return str(self._tokenizer.decode(ids, skip_special_tokens=True))
+
     @staticmethod
     def _tokenized(text: str, encoding: Encoding) -> TokenizedText:
         ids = list(encoding.ids)
