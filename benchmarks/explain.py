@@ -15,7 +15,7 @@ by the plain model. The slow references run on the first ``--peer-sentences`` se
 compare heldout on those same sentences. Last, ``/v1/predict`` latency (one sentence, 20 requests a second)
 is measured idle and during a burst of explanation requests.
 
-Usage: ``python -m benchmarks.explain [--sentences 48] [--peer-sentences 8] [--burst-seconds 15]``; the shap
+Usage: ``python -m benchmarks.explain [--sentences 48] [--peer-sentences 4] [--rounds 3]``; the shap
 reference needs the ``bench`` extra (``pip install -e '.[bench]'``).
 """
 
@@ -297,7 +297,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--sentences", type=int, default=48)
     parser.add_argument("--chunk", type=int, default=8, help="sentences per heldout request")
-    parser.add_argument("--peer-sentences", type=int, default=8, help="sentences the slow references explain")
+    parser.add_argument("--peer-sentences", type=int, default=4, help="sentences the slow references explain")
     parser.add_argument("--burst-seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3, help="idle and burst latency measurements, alternated")
     args = parser.parse_args()
