@@ -174,3 +174,17 @@ scoring_submissions_total = Counter(
     "unchanged, over_budget); restored from the database at start.",
     ["test_set", "outcome"],
 )
+
+# An explanation takes from milliseconds (attention on a GPU) to minutes (LIME with thousands of samples).
+EXPLANATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+explanations_total = Counter(
+    "heldout_explanations_total",
+    "Inputs explained by /v1/explain, by method (integrated_gradients, attention, lime, kernel_shap, occlusion).",
+    ["model", "method"],
+)
+explanation_duration_seconds = Histogram(
+    "heldout_explanation_duration_seconds",
+    "Time to answer one /v1/explain request, waiting for lanes included, by method.",
+    ["model", "method"],
+    buckets=EXPLANATION_BUCKETS,
+)

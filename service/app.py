@@ -14,6 +14,7 @@ from service.db.session import Database
 from service.errors import install_error_handlers
 from service.evaluations.startup import start_evaluations, stop_evaluations
 from service.evaluations.telemetry import restore_metrics
+from service.explanations.startup import start_explanations, stop_explanations
 from service.inference.startup import model_check, start_inference, stop_inference
 from service.middleware import BodySizeLimit, HttpMetrics
 from service.monitoring.startup import start_monitoring, stop_monitoring
@@ -21,7 +22,17 @@ from service.openapi import install_openapi
 from service.predict_fast_path import PredictFastPath
 from service.readiness import Readiness, database_check
 from service.request_guard import require_json_media_type
-from service.routes import drift, evaluations, feedback, health, inference, metrics_api, openai, test_sets
+from service.routes import (
+    drift,
+    evaluations,
+    explain,
+    feedback,
+    health,
+    inference,
+    metrics_api,
+    openai,
+    test_sets,
+)
 from service.settings import Settings
 from service.test_sets.demo import register_demo_test_set
 from service.test_sets.staging import sweep_stale
@@ -44,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await keys.start()
         await asyncio.to_thread(restore_metrics, db)
         await start_inference(app, settings, db)
+        await start_explanations(app, settings)
         await asyncio.to_thread(register_demo_test_set, db, settings)
         await start_evaluations(app, settings, db)
         await start_monitoring(app, settings, db)
@@ -55,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.unfreeze()
         await stop_evaluations(app)
         await stop_monitoring(app)
+        await stop_explanations(app)
         await stop_inference(app)
         await keys.aclose()
         await asyncio.gather(sweep, return_exceptions=True)
@@ -73,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.readiness = Readiness()
     app.state.readiness.add("database", database_check(db))
     app.state.inference = None
+    app.state.explainer = None
     app.state.evaluations = None
     if settings.model_path is not None:
         app.state.readiness.add("model", model_check(app))
@@ -90,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_api.router)
     app.include_router(inference.router)
+    app.include_router(explain.router)
     app.include_router(openai.router)
     app.include_router(test_sets.router)
     app.include_router(evaluations.router)

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from service.auth import Principal, Role, require
 from service.db.session import Database
 from service.domain_errors import Unavailable
+from service.explanations.runner import Explainer
 from service.inference.engine import InferenceEngine
 from service.settings import Settings
 
@@ -39,9 +40,23 @@ def served(engine: InferenceEngine | None) -> InferenceEngine:
     return engine
 
 
+async def _optional_explainer(request: Request) -> Explainer | None:
+    explainer: Explainer | None = getattr(request.app.state, "explainer", None)
+    return explainer
+
+
+def explaining(explainer: Explainer | None) -> Explainer:
+    """The served model's explainer, or the 503 that says no model is served (called in the handler, as
+    ``served``)."""
+    if explainer is None:
+        raise Unavailable("no model is served: set HELDOUT_MODEL_PATH (or --model)")
+    return explainer
+
+
 DbDep = Annotated[Database, Depends(_db)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 OptionalEngineDep = Annotated[InferenceEngine | None, Depends(_optional_engine)]
+OptionalExplainerDep = Annotated[Explainer | None, Depends(_optional_explainer)]
 ReaderDep = Annotated[Principal, Depends(require(Role.reader))]
 EvaluatorDep = Annotated[Principal, Depends(require(Role.evaluator))]
 AdminDep = Annotated[Principal, Depends(require(Role.admin))]

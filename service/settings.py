@@ -82,6 +82,19 @@ class Settings(BaseSettings):
     )
     max_inputs: int = Field(256, ge=1, description="Most inputs in one /v1/predict or /v1/generate request.")
     max_new_tokens: int = Field(512, ge=1, description="Cap on max_new_tokens in /v1/generate.")
+    explain_max_inputs: int = Field(16, ge=1, description="Most inputs in one /v1/explain request; past it, 422.")
+    explain_max_steps: int = Field(
+        500, ge=1, description="Cap on n_steps (integrated gradients) in /v1/explain; past it, 422."
+    )
+    explain_max_samples: int = Field(
+        2000, ge=2, description="Cap on n_samples (LIME, kernel SHAP) in /v1/explain; past it, 422."
+    )
+    explain_max_queue: int = Field(
+        8, ge=1, description="Explanation requests running or waiting for lanes at once; past it, 429 with Retry-After."
+    )
+    explain_timeout_s: float = Field(
+        300.0, gt=0, description="Deadline of one /v1/explain request; past it, 504 and the rest is not computed."
+    )
     multilabel_threshold: float = Field(
         0.5, gt=0, lt=1, description="Multi-label models return every label whose probability is above this."
     )

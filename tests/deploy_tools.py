@@ -59,6 +59,8 @@ CATALOG: dict[str, frozenset[str]] = {
         "heldout_drift_check_timestamp_seconds": "model",
         "heldout_drift_check_duration_seconds": "",
         "heldout_drift_checks_total": "status",
+        "heldout_explanations_total": "model method",
+        "heldout_explanation_duration_seconds": "model method",
     }.items()
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")

@@ -22,6 +22,7 @@ from tests.tiny_models import (
     MULTI_LABELS,
     build_classifier,
     build_copy_lm,
+    build_keyword_classifier,
     build_lora_adapter,
     build_seq2seq,
 )
@@ -36,6 +37,12 @@ def one_torch_thread() -> None:
 @pytest.fixture(scope="session")
 def classifier_dir(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
     return build_classifier(tmp_path_factory.mktemp("models") / "tiny-sentiment", CLASSIFIER_LABELS)
+
+
+@pytest.fixture(scope="session")
+def keyword_dir(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
+    """A classifier whose decisions rest on a few keywords (``tiny_models.KEYWORDS``)."""
+    return build_keyword_classifier(tmp_path_factory.mktemp("models") / "tiny-keywords")
 
 
 @pytest.fixture(scope="session")

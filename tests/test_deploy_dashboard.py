@@ -60,6 +60,10 @@ REQUIRED_SERIES = {
         "heldout_prompt_tokens_total",
         "heldout_generation_finished_total",
     },
+    "explanations by method and their duration": {
+        "heldout_explanations_total",
+        "heldout_explanation_duration_seconds_bucket",
+    },
 }
 VARIABLE_FILTERS = {"model": 'model=~"$model"', "test_set": 'test_set=~"$test_set"'}
 EVALUATOR_KEY = "dashboard-test-evaluator-key"
@@ -282,6 +286,7 @@ def send_traffic(base: str, generator: str) -> None:
             assert streamed.text.endswith("data: [DONE]\n\n"), streamed.text
             client.get("/healthz")
             client.post("/v1/predict", headers=auth, json={"inputs": texts})
+            client.post("/v1/explain", headers=auth, json={"inputs": texts, "method": "occlusion"})
             client.post("/v1/metrics/classification", headers=auth, json={"predictions": [0, 1], "references": [0, 0]})
             client.post("/v1/metrics/classification", headers=auth, json={})
             client.get("/v1/models")

@@ -13,7 +13,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TREES = ("service", "metrics", "monitors")
-DOMAINS = ("service/inference", "service/evaluations", "service/test_sets", "service/monitoring")
+DOMAINS = (
+    "service/inference",
+    "service/evaluations",
+    "service/test_sets",
+    "service/monitoring",
+    "service/explanations",
+)
 
 
 @dataclass(frozen=True)

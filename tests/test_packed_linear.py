@@ -122,3 +122,19 @@ def test_an_operator_that_fails_leaves_the_model_plain(classifier_dir: Path, mon
     inputs = batch(loaded, SENTENCES[:2])
     with torch.inference_mode():
         assert loaded.model(**inputs).logits.shape == (2, 3)
+
+
+def test_packed_layers_pass_the_same_input_gradients(classifier_dir: Path, copy_lm_dir: Path) -> None:
+    """What integrated gradients needs: d(output)/d(input embeddings) through BERT's Linear and GPT-2's Conv1D."""
+    for path in (classifier_dir, copy_lm_dir):
+        plain, packed = load(path), load(path)
+        assert pack_linears(packed.model) > 0
+        inputs = batch(plain, SENTENCES[:3])
+        gradients = []
+        for loaded in (plain, packed):
+            embedded = loaded.model.get_input_embeddings()(inputs["input_ids"]).detach().requires_grad_()
+            logits = loaded.model(inputs_embeds=embedded, attention_mask=inputs["attention_mask"]).logits
+            (gradient,) = torch.autograd.grad(logits.square().sum(), embedded)
+            gradients.append(gradient)
+        torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-4, atol=1e-5)
+        assert gradients[0].abs().max() > 0

@@ -192,3 +192,75 @@ def build_lora_adapter(
                 parameter.add_(torch.randn_like(parameter) * 0.5)
     model.save_pretrained(path)
     return path
+
+
+KEYWORDS = {
+    "negative": ["awful", "boring", "dreadful", "tedious"],
+    "positive": ["brilliant", "charming", "superb", "witty"],
+}
+KEYWORD_LABELS = ["negative", "neutral", "positive"]
+FILLER = ["the", "film", "a", "story", "with", "cast", "plot", "and", "its", "scenes", "of", "this", "director", "an"]
+
+
+def keyword_sentence(rng: random.Random, label: str) -> str:
+    """Filler words around keywords: more of ``label``'s than of the other side's, as many of each for neutral.
+    The keywords alone decide the label."""
+    other = rng.randint(0, 1)
+    counts = {"negative": 0, "positive": 0}
+    if label == "neutral":
+        counts = {"negative": other, "positive": other}
+    else:
+        counts[label] = other + rng.randint(1, 2)
+        counts["negative" if label == "positive" else "positive"] = other
+    words = [rng.choice(FILLER) for _ in range(rng.randint(5, 8))]
+    for side, count in counts.items():
+        for _ in range(count):
+            words.insert(rng.randrange(len(words) + 1), rng.choice(KEYWORDS[side]))
+    return " ".join(words)
+
+
+def build_keyword_classifier(path: Path, steps: int = 150) -> Path:
+    """A 2-layer, 32-wide BERT trained until its decision rests on a few keywords (more negative ones, more
+    positive ones, or as many: neutral), so explanations have words to find: a faithful one puts them first."""
+    labels = KEYWORD_LABELS
+    rng = random.Random(0)
+    corpus = [keyword_sentence(rng, label) for label in labels for _ in range(100)]
+    tokenizer = _wordpiece(corpus)
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=24,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        chosen = [rng.randrange(len(labels)) for _ in range(32)]
+        encoded = [tokenizer.encode(keyword_sentence(rng, labels[i])).ids for i in chosen]
+        width = max(map(len, encoded))
+        ids = torch.tensor([row + [0] * (width - len(row)) for row in encoded])
+        mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in encoded])
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        # Smoothed labels keep the logits moderate: a saturated model's probability jumps from 0 to 1 in one
+        # step along the integrated-gradients path, which no number of steps integrates.
+        loss = torch.nn.functional.cross_entropy(logits, torch.tensor(chosen), label_smoothing=0.2)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval().save_pretrained(path)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=24,
+    ).save_pretrained(path)
+    return path

@@ -15,6 +15,11 @@ batch gets one lane's share and batches overlap, which wastes less time in the s
 intra-op threads. Only the first lane ever runs wide, so no other lane keeps idle intra-op threads
 spinning beside it. Without ``wide``, a lone batch keeps to one lane and the next request starts on
 another at once. A key for which ``exclusive`` is true always runs alone.
+
+Work of lower priority than any queued example (explanations' forward and backward passes) borrows lanes
+with ``borrow``: it gets them only while nothing is queued, and a borrowed lane is busy to the batches
+until it is handed back with ``give_back``. The borrower computes on its own thread; the lanes it holds
+bound how many passes run at once, as they do for batches.
 """
 
 import asyncio
@@ -127,7 +132,10 @@ class DynamicBatcher(Generic[T, R]):
         self._arrived = asyncio.Event()
         self._drained = asyncio.Event()
         self._closing = False
+        self._lendable = asyncio.Event()
         self._seconds_per_example = 0.0
+        self._last_submit = time.monotonic()
+        self._borrowed = 0
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -146,7 +154,7 @@ class DynamicBatcher(Generic[T, R]):
                 f"{self._depth} examples are queued and HELDOUT_MAX_QUEUE is {self._max_queue}", self._retry_after()
             )
         loop = asyncio.get_running_loop()
-        now = time.monotonic()
+        now = self._last_submit = time.monotonic()
         entries = [
             _Entry(item, key, self._length(item), self._next_order(), now, loop.create_future()) for item in items
         ]
@@ -170,11 +178,43 @@ class DynamicBatcher(Generic[T, R]):
         """Refuse new work, finish everything queued or running, then stop."""
         self._closing = True
         self._arrived.set()
+        self._lendable.set()
         if self._depth or self._busy:
             await self._drained.wait()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+    @property
+    def idle_s(self) -> float:
+        """Seconds since the last submission."""
+        return time.monotonic() - self._last_submit
+
+    async def borrow(self, count: int, reserve: int = 0) -> list[int]:
+        """``count`` lanes, taken once nothing is queued, ``count`` are free, and borrowers would still leave
+        ``reserve`` lanes to batches; queued examples always go first. Raises ``Closing`` once the batcher
+        is closing. Cancelling the wait borrows nothing."""
+        if not 1 <= count <= self._lanes - reserve:
+            raise ValueError(f"can borrow 1 to {self._lanes - reserve} lanes, not {count}")
+        while True:
+            if self._closing:
+                raise Closing("the server is shutting down", self._retry_after())
+            lendable = self._borrowed + count <= self._lanes - reserve
+            if not self._depth and len(self._free) >= count and lendable:
+                lanes = sorted(self._free)[-count:]
+                self._free = [lane for lane in self._free if lane not in lanes]
+                self._borrowed += count
+                return lanes
+            self._lendable.clear()
+            await self._lendable.wait()
+
+    def give_back(self, lanes: Sequence[int]) -> None:
+        """Return borrowed lanes, on the event loop."""
+        self._borrowed -= len(lanes)
+        self._free.extend(lanes)
+        self._freed.set()
+        self._lendable.set()
+        self._signal_if_drained()
 
     def _next_order(self) -> int:
         self._order += 1
@@ -183,6 +223,8 @@ class DynamicBatcher(Generic[T, R]):
     def _set_depth(self, depth: int) -> None:
         self._depth = depth
         self._observer.queue_depth(depth)
+        if not depth:
+            self._lendable.set()
 
     def _retry_after(self) -> int:
         return max(1, min(60, math.ceil(self._max_delay + self._depth * self._seconds_per_example / self._lanes)))
@@ -233,6 +275,8 @@ class DynamicBatcher(Generic[T, R]):
                 await self._lanes_free(self._lanes)
                 continue
             await self._fill(key)
+            if len(self._free) < (self._lanes if exclusive else 1):  # a borrower took lanes while it filled
+                continue
             batch = self._take(key)
             if not batch:
                 continue
@@ -311,5 +355,6 @@ class DynamicBatcher(Generic[T, R]):
                 entry.state = "done"
             self._free.extend(held)
             self._freed.set()
+            self._lendable.set()
             self._observer.batch(len(batch), queued_s, run_s)
             self._signal_if_drained()

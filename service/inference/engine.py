@@ -295,6 +295,32 @@ class InferenceEngine:
             self._log_predictions(texts, ids, outputs)
         return Generated(self.loaded.name, self.loaded.version, ids, outputs)
 
+    @property
+    def lanes(self) -> int:
+        return len(self._lanes)
+
+    @property
+    def idle_s(self) -> float:
+        """Seconds since the last prediction or generation was submitted."""
+        return self._batcher.idle_s
+
+    async def borrow_lanes(self, count: int, reserve: int = 0) -> list[int]:
+        """``count`` of the model's lanes for work below every queued request (explanations), taken only while
+        nothing is queued and borrowers leave ``reserve`` lanes to batches; ``return_lanes`` hands them back.
+        Raises ``ShuttingDown`` once closing."""
+        try:
+            return await self._batcher.borrow(count, reserve)
+        except BatcherRejected as exc:
+            raise refusal(exc) from None
+
+    def return_lanes(self, lanes: Sequence[int]) -> None:
+        """On the event loop."""
+        self._batcher.give_back(lanes)
+
+    def use_lane_threads(self, lanes: int) -> None:
+        """Give the calling thread the intra-op threads of ``lanes`` lanes, as a batch holding them gets."""
+        self._threads.use(lanes)
+
     def flush_log(self) -> None:
         """Write buffered prediction records now (blocking), so feedback on fresh predictions finds them."""
         self._log.flush()

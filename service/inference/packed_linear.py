@@ -5,10 +5,15 @@ about half of what the cores can do: 120 against 270 GFLOP/s per core for MiniLM
 this machine's EPYC. oneDNN with weights reordered once into its blocked layout reaches the
 hardware's speed on any x86 CPU; inductor calls the same operator when it freezes a model. The whole
 model is checked on a probe input before and after the swap, and the swap is undone on any difference.
+
+The oneDNN operator has no gradient of its own; explanations (integrated gradients) need the gradient with
+respect to a layer's input, ``dL/dx = dL/dy · W``, so a packed layer supplies that one, through oneDNN too:
+with ``Wᵀ`` packed as well, once, on the first backward pass (only a server that explains pays its memory).
 """
 
 import logging
 from collections import Counter
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,6 +36,7 @@ class PackedLinear(nn.Module):
         self._dtype = weight.dtype
         self._packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
         self._bias = None if bias is None else bias.detach()
+        self._packed_transposed: torch.Tensor | None = None
 
     @property
     def weight(self) -> torch.Tensor:
@@ -39,10 +45,40 @@ class PackedLinear(nn.Module):
         return torch.zeros((), dtype=self._dtype).expand(self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad and torch.is_grad_enabled():
+            result: torch.Tensor = _InputGradient.apply(x, self)
+            return result
+        return self.linear(x)
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self._packed, self._bias, "none", [], "")
+
+    def input_gradient(self, grad: torch.Tensor) -> torch.Tensor:
+        """``grad · W``: a linear layer whose weight is ``Wᵀ`` (reordered from the packed copy; the plain
+        weight is not kept). Two threads packing it at once both get the same result."""
+        if self._packed_transposed is None:
+            transposed = self._packed.to_dense().t().contiguous()
+            self._packed_transposed = torch.ops.mkldnn._reorder_linear_weight(transposed, None)
+        return torch.ops.mkldnn._linear_pointwise(grad, self._packed_transposed, None, "none", [], "")
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self._bias is not None}"
+
+
+class _InputGradient(torch.autograd.Function):
+    """``PackedLinear`` with the gradient ``dL/dx = dL/dy · W``; weights and bias are constants."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, layer: PackedLinear) -> torch.Tensor:
+        return layer.linear(x)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, PackedLinear], output: torch.Tensor) -> None:
+        ctx.layer = inputs[1]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return ctx.layer.input_gradient(grad), None
 
 
 def _as_linear(module: nn.Module, shared: set[int]) -> tuple[torch.Tensor, torch.Tensor | None] | None:
