@@ -7,7 +7,9 @@ from service.schemas.inference import InputText
 
 
 class ExplainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"inputs": ["A warm, funny film."], "method": "occlusion"}]}
+    )
 
     inputs: list[InputText] = Field(min_length=1, description="Texts to explain (at most HELDOUT_EXPLAIN_MAX_INPUTS).")
     method: Method = Field(
