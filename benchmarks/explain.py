@@ -7,13 +7,15 @@
 * shap's Partition explainer (``shap.Explainer``) over a transformers text-classification pipeline
   (batch size 32, every label's score), at its defaults (500 evaluations a sentence).
 
-heldout runs as ``heldout serve`` (a subprocess, the same torch threads as this process) and gets all
-sentences in one request per method, without faithfulness scores (the references compute none). Every
-method's explanations are scored alike here, by ERASER comprehensiveness: the drop of the target's
-probability when the top 10, 20 and 50% of the words (by attribution) are deleted from the text, averaged,
-by the plain model. The slow references run on the first ``--peer-sentences`` sentences, and ratios
-compare heldout on those same sentences. Last, ``/v1/predict`` latency (one sentence, 20 requests a second)
-is measured idle and during a burst of explanation requests.
+heldout runs as ``heldout serve`` (a subprocess, the same torch threads as this process) and gets the
+sentences in requests of ``--chunk``, without faithfulness scores (the references compute none). Each
+reference is timed right after heldout on the same chunk, and a speed-up is the median of the chunks'
+ratios. Every method's explanations are scored alike here, by ERASER comprehensiveness: the drop of the
+target's probability when the top 10, 20 and 50% of the words (by attribution) are deleted from the text,
+averaged, by the plain model. The slow references run on the first ``--peer-sentences`` sentences (shap's
+sentence by sentence, beside heldout's one-sentence requests). Last, ``/v1/predict`` latency (one
+sentence, 20 requests a second) is measured idle and during a burst of explanation requests, in
+alternated rounds.
 
 Usage: ``python -m benchmarks.explain [--sentences 48] [--peer-sentences 4] [--rounds 3]``; the shap
 reference needs the ``bench`` extra (``pip install -e '.[bench]'``).
