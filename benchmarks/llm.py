@@ -35,7 +35,6 @@ import copy
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,7 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from benchmarks.harness import free_port, percentile, round_ratios, row
 from benchmarks.machine import describe
 from service.inference.packed_linear import pack_linears
 
@@ -273,11 +273,6 @@ class Load:
     """CPU the httpx clients used, in cores: taken from the same machine the server runs on."""
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
 async def _drive(url: str, requests: list[Request], concurrency: int, warmup: float, seconds: float) -> Load:
     """Throughput counts requests finished inside the measured window; TTFTs are theirs."""
     done: list[Done] = []
@@ -330,12 +325,6 @@ def plain_server(model_dir: Path, port: int, threads: int, blocking: bool) -> No
 
     app.post("/v1/completions")(completions_on_loop if blocking else completions)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -507,10 +496,6 @@ def run_rounds(
     report([median_load(series) for series in loads.values()], limit, statistics.median(singles), ratios)
 
 
-def row(*cells: object) -> None:
-    print("| " + " | ".join(str(cell) for cell in cells) + " |")
-
-
 def report(loads: list[Load], limit: Offline, single_ms: float, ratios: list[tuple[float, float]]) -> None:
     """Medians over rounds."""
     print()
@@ -531,15 +516,7 @@ def report(loads: list[Load], limit: Offline, single_ms: float, ratios: list[tup
         )
     heldout = [load for load in loads if load.name == "heldout"]
     top, lone = heldout[-1], heldout[0]
-    vs_offline = statistics.median(ratio for ratio, _ in ratios)
-    vs_plain = statistics.median(ratio for _, ratio in ratios)
-    print(
-        f"\nper round, heldout at {top.concurrency} clients / offline static measured around it: "
-        + ", ".join(f"{ratio:.2f}" for ratio, _ in ratios)
-        + f" (median {vs_offline:.2f}); / the faster plain server measured after it: "
-        + ", ".join(f"{ratio:.2f}" for _, ratio in ratios)
-        + f" (median {vs_plain:.2f})"
-    )
+    vs_offline, vs_plain = round_ratios(top.concurrency, "offline static", ratios)
     print(f"TTFT p50 at {lone.concurrency} client minus a single forward: {lone.ttft_p50_ms - single_ms:.1f} ms")
     checks = [
         (

@@ -26,7 +26,6 @@ import functools
 import itertools
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from benchmarks.harness import free_port, percentile, round_ratios, row
 from benchmarks.machine import describe
 from service.inference.demo import ensure_demo_model
 from service.inference.demo_data import TEST_SET_FILE
@@ -60,11 +60,6 @@ class Load:
     errors: int
     cpu_ms: float
     """Server CPU time per sentence (all its threads), which contention from other processes barely moves."""
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def load_model(model_dir: Path, packed: bool = False) -> tuple[object, torch.nn.Module]:
@@ -220,12 +215,6 @@ def autotuned(port: int) -> dict[str, object]:
         "max_batch_size": int(labels["max_batch_size"]),
         "chosen_by": labels["chosen_by"],
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start(command: list[str], env: dict[str, str], port: int, ready_path: str) -> subprocess.Popen[bytes]:
@@ -394,10 +383,6 @@ def main() -> None:
     report([median_load(series) for series in loads.values()], limit, single_ms, ratios)
 
 
-def row(*cells: object) -> None:
-    print("| " + " | ".join(str(cell) for cell in cells) + " |")
-
-
 def report(loads: list[Load], limit: Limit, single_ms: dict[bool, float], ratios: list[tuple[float, float]]) -> None:
     """Medians over rounds. 'cpu ms' is CPU time per sentence: a contention-proof view of efficiency."""
     print()
@@ -430,15 +415,7 @@ def report(loads: list[Load], limit: Limit, single_ms: dict[bool, float], ratios
         )
     heldout = [load for load in loads if load.name == "heldout"]
     top, lone = heldout[-1], heldout[0]
-    vs_limit = statistics.median(ratio for ratio, _ in ratios)
-    vs_plain = statistics.median(ratio for _, ratio in ratios)
-    print(
-        f"\nper round, heldout at {top.concurrency} clients / offline limit measured around it: "
-        + ", ".join(f"{ratio:.2f}" for ratio, _ in ratios)
-        + f" (median {vs_limit:.2f}); / the faster plain server measured after it: "
-        + ", ".join(f"{ratio:.2f}" for _, ratio in ratios)
-        + f" (median {vs_plain:.2f})"
-    )
+    vs_limit, vs_plain = round_ratios(top.concurrency, "offline limit", ratios)
     plain = [load for load in loads if load.name.startswith("plain")]
     print(
         f"offline limit / the faster plain server: {limit.throughput / max(p.throughput for p in plain):.2f}x "
