@@ -54,6 +54,19 @@ def test_every_method_answers_the_contract(serve: ServeFactory, classifier_dir: 
         assert all(-1 <= value <= 1 for value in faithfulness.values())
 
 
+def test_a_one_word_input_gets_its_exact_shapley_value(serve: ServeFactory, classifier_dir: Path) -> None:
+    """One feature: kernel SHAP's value is f(x) - f(baseline), what occlusion measures (captum's sampler
+    fails on one feature; schemathesis found the 500)."""
+    with serve(classifier_dir) as client:
+        shap, leave_out = (
+            post(client, {"inputs": ["\u00a6x", "\u00f7"], "method": method, "n_samples": 30})
+            for method in ("kernel_shap", "occlusion")
+        )
+    assert shap.status_code == leave_out.status_code == 200, shap.text
+    for mine, exact in zip(shap.json()["explanations"], leave_out.json()["explanations"], strict=True):
+        assert [w["attribution"] for w in mine["words"]] == pytest.approx([w["attribution"] for w in exact["words"]])
+
+
 def test_faithfulness_can_be_turned_off_and_a_multilabel_model_is_explained(
     serve: ServeFactory, multilabel_dir: Path
 ) -> None:

@@ -141,7 +141,12 @@ class _SeededKernelShap(KernelShap):
 
 
 def kernel_shap(model: ClassifierModel, text: TokenizedText, target: int, n_samples: int, seed: int) -> Attributed:
-    """captum's KernelShap over words, sampled from ``seed``."""
+    """captum's KernelShap over words, sampled from ``seed``.
+
+    A one-word text's Shapley value is exactly f(x) − f(baseline), which leaving the word out measures;
+    captum's sampler cannot draw coalitions of a single feature (its kernel weights come out NaN)."""
+    if len(text.features()) < 2:
+        return occlusion(model, text, target)
     explainer = _SeededKernelShap(model.content_forward(text), RandomStream(seed))
     return _word_level(
         model, text, target, lambda **kw: explainer.attribute(n_samples=n_samples, return_input_shape=False, **kw)
