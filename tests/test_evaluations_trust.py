@@ -4,7 +4,6 @@ slices by record group under the blind-set privacy rules, the reliability diagra
 import random
 import shutil
 import subprocess
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tests.calibration_oracle import ece_by_definition
 from tests.conftest import auth
-from tests.fixtures_test_sets import jsonl, score, uploaded
+from tests.fixtures_test_sets import evaluated, jsonl, score, uploaded
 from tests.inference_fixtures import CLASSIFIER_LABELS
 from tests.png_pixels import read_png
 from tests.tiny_models import SENTENCES
@@ -81,17 +80,6 @@ def expected_slices(rows: list[dict[str, Any]], predicted: list[str]) -> dict[st
     return out
 
 
-def run(client: TestClient, body: dict[str, Any], seconds: float = 60) -> dict[str, Any]:
-    created = client.post("/v1/evaluations", headers=auth("evaluator"), json=body)
-    assert created.status_code == 202, created.text
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result: dict[str, Any] = client.get(f"/v1/evaluations/{created.json()['id']}", headers=auth("reader")).json()
-        if result["status"] in ("succeeded", "failed"):
-            return result
-        time.sleep(0.05)
-    raise AssertionError("the evaluation did not finish")
-
 
 def test_evaluation_reports_calibration_and_slices_of_the_models_predictions(
     serve: Callable[..., Any], classifier_dir: Path
@@ -102,7 +90,7 @@ def test_evaluation_reports_calibration_and_slices_of_the_models_predictions(
     truth = [r["label"] for r in rows]
     with serve(classifier_dir, **FAST) as client:
         test_set = uploaded(client, jsonl(rows), name="grouped")
-        result = run(client, {"test_set": "grouped"})
+        result = evaluated(client, {"test_set": "grouped"})
     assert result["status"] == "succeeded", result["error"]
     assert result["metrics"] == pytest.approx(sklearn_scores(truth, predicted, test_set["labels"]), abs=1e-12)
 
@@ -158,7 +146,7 @@ def test_open_scoring_releases_slices_and_the_ladder_never_does(db_client: TestC
 def test_a_ladder_sets_evaluation_releases_no_slices(serve: Callable[..., Any], classifier_dir: Path) -> None:
     with serve(classifier_dir, **FAST) as client:
         uploaded(client, jsonl(grouped_rows()), name="guarded", ladder=True)
-        result = run(client, {"test_set": "guarded"})
+        result = evaluated(client, {"test_set": "guarded"})
         listed = client.get("/v1/evaluations", headers=auth("reader")).json()["items"]
     assert result["status"] == "succeeded", result["error"]
     assert result["slices"] is None and result["worst_slice"] is None
@@ -191,7 +179,7 @@ def test_the_reliability_diagram_renders_in_headless_chromium(
 ) -> None:
     with serve(classifier_dir, **FAST) as client:
         uploaded(client, jsonl(grouped_rows()), name="drawn")
-        result = run(client, {"test_set": "drawn"})
+        result = evaluated(client, {"test_set": "drawn"})
         response = client.get(f"/v1/evaluations/{result['id']}/calibration.svg", headers=auth("reader"))
         missing = client.get("/v1/evaluations/999/calibration.svg", headers=auth("reader"))
     assert response.status_code == 200 and response.headers["content-type"].startswith("image/svg+xml")

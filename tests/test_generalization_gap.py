@@ -3,7 +3,6 @@ training sample kept at upload (never released), and evaluations reporting train
 against the model's direct predictions, with the Prometheus series."""
 
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from fastapi.testclient import TestClient
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -20,7 +18,7 @@ from metrics.generalization import Gap, overfits, unpaired_gap
 from service.tasks import Task
 from service.test_sets.training import TrainingSample
 from tests.conftest import auth
-from tests.fixtures_test_sets import jsonl, upload, uploaded
+from tests.fixtures_test_sets import evaluated, jsonl, upload, uploaded
 from tests.inference_fixtures import CLASSIFIER_LABELS
 from tests.prometheus_text import sample_value
 from tests.tiny_models import SENTENCES
@@ -107,17 +105,6 @@ def macro(truth: list[str], predicted: list[str]) -> dict[str, float]:
     return {"accuracy": accuracy_score(truth, predicted), "precision": p, "recall": r, "f1": f}
 
 
-def evaluate(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
-    created = client.post("/v1/evaluations", headers=auth("evaluator"), json=body)
-    assert created.status_code == 202, created.text
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        result: dict[str, Any] = client.get(f"/v1/evaluations/{created.json()['id']}", headers=auth("reader")).json()
-        if result["status"] in ("succeeded", "failed"):
-            return result
-        time.sleep(0.05)
-    raise AssertionError("the evaluation did not finish")
-
 
 def test_evaluations_report_the_gap_of_the_models_direct_predictions(
     serve: Callable[..., Any], classifier_dir: Path
@@ -146,7 +133,7 @@ def test_evaluations_report_the_gap_of_the_models_direct_predictions(
         )
         assert refused.status_code == 422 and "generalization_gap" in refused.text
 
-        result = evaluate(client, {"test_set": "memorised", "generalization_gap": True})
+        result = evaluated(client, {"test_set": "memorised", "generalization_gap": True})
         assert result["status"] == "succeeded", result["error"]
         assert result["progress"] == {"done": 220, "total": 220}
         text = client.get("/metrics").text
@@ -180,7 +167,7 @@ def test_no_overfitting_when_training_and_blind_scores_agree(serve: Callable[...
     with serve(classifier_dir, **FAST) as client:
         response = upload(client, jsonl(rows), name="fair", extra_files={"training_file": ("t.jsonl", jsonl(training))})
         assert response.status_code == 201, response.text
-        result = evaluate(client, {"test_set": "fair", "generalization_gap": True})
+        result = evaluated(client, {"test_set": "fair", "generalization_gap": True})
     assert result["status"] == "succeeded", result["error"]
     gap = result["generalization"]["gap"]["f1"]
     assert gap["low"] < 0.05 and result["generalization"]["overfitting"] is False

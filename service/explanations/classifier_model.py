@@ -41,7 +41,10 @@ def pass_tokens(loaded: LoadedModel) -> int:
     return CPU_PASS_TOKENS if loaded.device.type == "cpu" else GPU_PASS_TOKENS
 
 
-class ClassifierModel:
+class ExplainedModel:
+    """What every explained model has: its passes on the engine's lanes, the pad id perturbations use, the
+    hookable embedding layer, and how many rows a pass takes."""
+
     def __init__(self, loaded: LoadedModel, passes: Passes) -> None:
         self.loaded = loaded
         self.passes = passes
@@ -52,6 +55,9 @@ class ClassifierModel:
     def pass_rows(self, length: int) -> int:
         """Rows of ``length`` tokens that one pass takes."""
         return max(1, self._pass_tokens // max(1, length))
+
+
+class ClassifierModel(ExplainedModel):
 
     def probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Every label's probability for each row (N × labels): one pass, under the lanes it holds."""

@@ -12,24 +12,12 @@ from collections.abc import Callable
 import torch
 from captum.attr import FeatureAblation, LayerIntegratedGradients
 
-from service.explanations.classifier_model import WordEmbeddings, pass_tokens
+from service.explanations.classifier_model import ExplainedModel
 from service.explanations.methods import Attributed, split_over_tokens
-from service.explanations.passes import Passes
 from service.explanations.tokens import TokenizedText
-from service.inference.loader import LoadedModel
 
 
-class LanguageModel:
-    def __init__(self, loaded: LoadedModel, passes: Passes) -> None:
-        self.loaded = loaded
-        self.passes = passes
-        self.pad_id = loaded.token_ids.pad
-        self.embeddings = WordEmbeddings(loaded.model.get_input_embeddings())
-        self._pass_tokens = pass_tokens(loaded)
-
-    def pass_rows(self, length: int) -> int:
-        return max(1, self._pass_tokens // max(1, length))
-
+class LanguageModel(ExplainedModel):
     def log_probability(self, prompts: torch.Tensor, continuation: torch.Tensor) -> torch.Tensor:
         """log p(continuation | prompt) for each row of ``prompts`` (N × prompt length): one held pass. Only
         the prompt goes through ``embeddings`` (the layer captum hooks); the continuation's embeddings are
