@@ -1,4 +1,4 @@
-"""LLM serving benchmark: a small GPT-2 on CPU, heldout's streaming /v1/completions against three references.
+"""LLM serving benchmark: a random GPT-2, heldout's streaming /v1/completions against three references.
 
 * offline static ``generate``: the same requests, sorted by max_tokens and cut into static batches (each
   batch runs to its longest request), at the best batch size, the better of the model as transformers
@@ -23,10 +23,17 @@ completion tokens of requests finished inside the measured window, per second; T
 request to the first event with text; "client CPU" is what the clients themselves take from the cores the
 server shares. All servers get the offline measurement's torch threads.
 
+With ``--device cuda`` every model (heldout's, the references') runs on the GPU in the dtype heldout picks
+there (bfloat16 where supported); the offline reference then has one stream and stock linear layers, and
+the run also measures transformers' continuous batching (``ContinuousBatchingManager``, each request added
+with its own max_new_tokens) offline on the same requests, so the static and continuous paths are compared
+on the same model. ``--layers 12 --width 768`` gives GPT-2 small's shape (85M parameters with this
+tokenizer's 2,000-token vocabulary).
+
 This machine's speed drifts within a minute, so, as in benchmarks/serving.py, ratios are taken within each
 round between neighbouring measurements (offline just before and after heldout's top load level, the plain
 servers right after it) and the verdicts use the median over rounds.
-Usage: ``python -m benchmarks.llm [--duration 10] [--rounds 3] [--concurrency 1,8,32]``.
+Usage: ``python -m benchmarks.llm [--duration 10] [--rounds 3] [--concurrency 1,8,32] [--device cuda]``.
 """
 
 import argparse
@@ -49,15 +56,17 @@ import httpx
 import torch
 import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from benchmarks.harness import free_port, percentile, round_ratios, row
 from benchmarks.machine import describe
+from service.inference.device import resolve_dtype
 from service.inference.packed_linear import pack_linears
 
 API_KEY = "benchmark-evaluator-key"
 MODEL_NAME = "bench-gpt2"
 BATCH_SIZES = (8, 16, 32)
+GPU_BATCH_SIZES = (8, 16, 32, 64, 128)
 MAX_TOKENS = (8, 128)
 PROMPT_WORDS = (8, 48)
 SEED = 2024
@@ -126,10 +135,12 @@ def make_requests(count: int) -> list[Request]:
 Loaded = tuple[PreTrainedTokenizerFast, GPT2LMHeadModel]
 
 
-def load_model(model_dir: Path, packed: bool = False) -> Loaded:
+def load_model(model_dir: Path, packed: bool = False, device: str = "cpu") -> Loaded:
+    """On a GPU, in the dtype heldout loads it in there."""
     tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir, padding_side="left")
     tokenizer.pad_token = tokenizer.eos_token
-    model = GPT2LMHeadModel.from_pretrained(model_dir).eval()
+    target = torch.device(device)
+    model = GPT2LMHeadModel.from_pretrained(model_dir, dtype=resolve_dtype("auto", target)).to(target).eval()
     if packed and not pack_linears(model):
         raise RuntimeError("oneDNN packed linear layers are not available here")
     return tokenizer, model
@@ -138,7 +149,7 @@ def load_model(model_dir: Path, packed: bool = False) -> Loaded:
 def generate(loaded: Loaded, prompts: list[str], max_tokens: int) -> torch.Tensor:
     tokenizer, model = loaded
     with torch.inference_mode():
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True)
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
         return model.generate(
             **encoded, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
         )
@@ -177,23 +188,54 @@ def offline_static(
 
     with ThreadPoolExecutor(streams) as pool:
         list(pool.map(warm, range(streams)))
+        synchronize(model)
         start = time.perf_counter()
         list(pool.map(run, range(streams)))
+        synchronize(model)
         seconds = time.perf_counter() - start
     return Offline(sum(r.max_tokens for r in requests) / seconds, size, packed, streams)
 
 
+def synchronize(model: torch.nn.Module) -> None:
+    """Waits for a GPU's queued kernels, so a timer read after it counts them."""
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
+
+
 def best_offline(models: dict[bool, Loaded], requests: list[Request], threads: int) -> Offline:
     """The best batch size, linear kernel and number of streams: searched once (a pass of each takes
-    seconds to tens of seconds here)."""
+    seconds to tens of seconds here). On a GPU, one stream of stock layers over wider batches."""
     best = Offline(0.0, 0, False, 1)
-    for streams in sorted({1, min(2, threads)}):
-        for packed in (False, True):
-            for size in BATCH_SIZES:
+    cpu = models[False][1].device.type == "cpu"
+    for streams in sorted({1, min(2, threads)}) if cpu else [1]:
+        for packed in models:
+            for size in BATCH_SIZES if cpu else GPU_BATCH_SIZES:
                 found = offline_static(models, requests, size, packed, streams, threads)
                 print(f"  offline {found.describe()}: {found.throughput:.1f} tokens/s", flush=True)
                 best = max(best, found, key=lambda o: o.throughput)
     return best
+
+
+def offline_continuous(loaded: Loaded, requests: list[Request]) -> float:
+    """Completion tokens/s of transformers' continuous batching over all the requests at once, each added
+    with its own max_new_tokens (the manager is started and warmed up before the clock starts)."""
+    tokenizer, model = loaded
+    config = GenerationConfig(do_sample=False, max_new_tokens=MAX_TOKENS[1], eos_token_id=-1, pad_token_id=0)
+    prompts = [tokenizer(r.prompt).input_ids for r in requests]
+    with model.continuous_batching_context_manager(generation_config=config) as manager:
+        start = time.perf_counter()
+        for i, (prompt, request) in enumerate(zip(prompts, requests, strict=True)):
+            manager.add_request(prompt, request_id=f"r{i}", max_new_tokens=request.max_tokens)
+        generated, finished = 0, 0
+        while finished < len(requests):
+            result = manager.get_result(timeout=60)
+            if result is None:
+                raise RuntimeError(f"continuous batching stopped after {finished} of {len(requests)} requests")
+            if result.is_finished():
+                finished += 1
+                generated += len(result.generated_tokens)
+        seconds = time.perf_counter() - start
+    return generated / seconds
 
 
 def single_forward_ms(loaded: Loaded, requests: list[Request], threads: int, count: int = 40) -> float:
@@ -204,7 +246,8 @@ def single_forward_ms(loaded: Loaded, requests: list[Request], threads: int, cou
     with torch.inference_mode():
         for request in requests[:count]:
             start = time.perf_counter()
-            model(**tokenizer(request.prompt, return_tensors="pt"))
+            model(**tokenizer(request.prompt, return_tensors="pt").to(model.device))
+            synchronize(model)
             timings.append((time.perf_counter() - start) * 1000)
     return statistics.median(timings[1:])
 
@@ -291,7 +334,7 @@ async def _drive(url: str, requests: list[Request], concurrency: int, warmup: fl
     return Load("", concurrency, tokens / seconds, percentile(ttft, 0.5), percentile(ttft, 0.99), errors, client_cpu)
 
 
-def plain_server(model_dir: Path, port: int, threads: int, blocking: bool) -> None:
+def plain_server(model_dir: Path, port: int, threads: int, blocking: bool, device: str) -> None:
     """The reference: a bare FastAPI endpoint doing one ``generate`` per request, its text sent as one event."""
     import uvicorn
     from fastapi import FastAPI
@@ -299,7 +342,7 @@ def plain_server(model_dir: Path, port: int, threads: int, blocking: bool) -> No
     from pydantic import BaseModel
 
     torch.set_num_threads(threads)
-    loaded = load_model(model_dir)
+    loaded = load_model(model_dir, device=device)
     app = FastAPI()
 
     class Body(BaseModel):
@@ -393,8 +436,10 @@ def median_load(loads: list[Load]) -> Load:
     )
 
 
-def header(threads: int, layers: int, width: int, requests: list[Request]) -> None:
+def header(threads: int, layers: int, width: int, requests: list[Request], device: str) -> None:
     print(f"{describe(threads)}, transformers {transformers.__version__}")
+    if device != "cpu":
+        print(f"GPU: {torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}")
     tokens = sorted(r.max_tokens for r in requests)
     print(
         f"model: GPT-2, {layers} layers, width {width}, random weights; {len(requests)} requests, max_tokens "
@@ -412,27 +457,30 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=64, help="distinct requests, cycled through")
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where every model runs")
     parser.add_argument("--plain-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--async-def", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_server:
-        plain_server(args.model_dir, args.plain_server, args.threads, args.async_def)
+        plain_server(args.model_dir, args.plain_server, args.threads, args.async_def, args.device)
         return
     torch.set_num_threads(args.threads)
     levels = [int(c) for c in args.concurrency.split(",")]
     requests = make_requests(args.requests)
-    header(args.threads, args.layers, args.width, requests)
+    header(args.threads, args.layers, args.width, requests, args.device)
 
     with TemporaryDirectory() as scratch:
         model_dir = build_model(Path(scratch) / MODEL_NAME, args.layers, args.width)
-        models = {packed: load_model(model_dir, packed) for packed in (False, True)}
+        kernels = (False, True) if args.device == "cpu" else (False,)
+        models = {packed: load_model(model_dir, packed, args.device) for packed in kernels}
         env = {
             **os.environ,
             "HELDOUT_DATA_DIR": str(Path(scratch) / "data"),
             "HELDOUT_API_KEYS": f"evaluator:{API_KEY}",
             "HELDOUT_TORCH_THREADS": str(args.threads),
             "HELDOUT_LOG_LEVEL": "warning",
+            "HELDOUT_DEVICE": args.device,
         }
         env.pop("HELDOUT_DATABASE_URL", None)
         servers: list[Server] = []
@@ -444,7 +492,7 @@ def main() -> None:
             for name, flags in (("plain FastAPI, def", []), ("plain FastAPI, async def", ["--async-def"])):
                 port = free_port()
                 command = [sys.executable, "-m", "benchmarks.llm", "--threads", str(args.threads)]
-                command += ["--model-dir", str(model_dir)]
+                command += ["--model-dir", str(model_dir), "--device", args.device]
                 servers.append(start(name, [*command, *flags, "--plain-server", str(port)], env, port, "/healthz"))
                 check_streams(servers[-1], requests[0])
             run_rounds(args, servers, models, requests, levels)
@@ -467,6 +515,13 @@ def run_rounds(
     loads: dict[tuple[str, int], list[Load]] = {}
     ratios: list[tuple[float, float]] = []
     config = best_offline(models, requests, args.threads)
+    continuous = None
+    if args.device != "cpu":
+        try:
+            continuous = offline_continuous(models[False], requests)
+            print(f"  transformers continuous batching, offline: {continuous:.1f} tokens/s", flush=True)
+        except Exception as exc:  # a reference that fails is reported, and the rest still measured
+            print(f"  transformers continuous batching failed: {type(exc).__name__}: {exc}", flush=True)
 
     def measured(server: Server, concurrency: int) -> Load:
         load = measure(server, requests, concurrency, args.duration)
@@ -476,9 +531,7 @@ def run_rounds(
     for round_ in range(args.rounds):
         # The machine's speed drifts, so every comparison is made within a round, between neighbours.
         print(f"round {round_ + 1}/{args.rounds}, load average {os.getloadavg()}", flush=True)
-        singles.append(
-            min(single_forward_ms(models[p], requests, t) for p in (False, True) for t in {1, args.threads})
-        )
+        singles.append(min(single_forward_ms(models[p], requests, t) for p in models for t in {1, args.threads}))
         torch.set_num_threads(args.threads)
         print(f"  single forward {singles[-1]:.1f} ms (the faster linear kernel and thread count)", flush=True)
         for concurrency in levels[:-1]:
@@ -493,15 +546,21 @@ def run_rounds(
         fastest_plain = max(measured(server, levels[-1]).throughput for server in plains)
         ratios.append((top.throughput / offline[-1].throughput, top.throughput / fastest_plain))
     limit = replace(config, throughput=statistics.median(o.throughput for o in offline))
-    report([median_load(series) for series in loads.values()], limit, statistics.median(singles), ratios)
+    loaded = [median_load(series) for series in loads.values()]
+    report(loaded, limit, continuous, statistics.median(singles), ratios)
 
 
-def report(loads: list[Load], limit: Offline, single_ms: float, ratios: list[tuple[float, float]]) -> None:
+def report(
+    loads: list[Load], limit: Offline, continuous: float | None, single_ms: float, ratios: list[tuple[float, float]]
+) -> None:
     """Medians over rounds."""
     print()
     row("server", "clients", "tokens/s", "vs offline static", "TTFT p50 ms", "TTFT p99 ms", "client CPU", "errors")
     row(*["---"] * 8)
     row(f"offline static generate ({limit.describe()})", "-", f"{limit.throughput:.1f}", "1.00", *["-"] * 4)
+    if continuous is not None:
+        ratio = f"{continuous / limit.throughput:.2f}"
+        row("offline transformers continuous batching", "-", f"{continuous:.1f}", ratio, *["-"] * 4)
     row("single forward over the prompt", 1, "-", "-", f"{single_ms:.1f}", *["-"] * 3)
     for load in loads:
         row(

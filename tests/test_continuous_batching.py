@@ -3,6 +3,7 @@ does for each prompt alone; the engine sends plain and sampled rows to it and be
 sampling to static batches; limits, deadlines and shutdown behave as the static batcher's."""
 
 import asyncio
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,8 @@ from tests.inference_fixtures import greedy_alone
 
 pytest_plugins = ["tests.inference_fixtures"]
 
+# HELDOUT_TEST_DEVICE=cuda decodes on a GPU (in float32) against the CPU oracle.
+DEVICE = torch.device(os.environ.get("HELDOUT_TEST_DEVICE", "cpu"))
 PROMPTS = ["a b c d =", "h", "g f e d c b a = a", "b d f h =", "c", "e e e e e e e e e e ="]
 # (prompt index, max new tokens, step of the first row's decoding at which the row joins)
 ARRIVALS = [(0, 14, 0), (1, 3, 0), (2, 9, 2), (3, 12, 5), (4, 1, 5), (5, 6, 11)]
@@ -63,7 +66,7 @@ def alone(model_dir: Path, prompt: str, max_new_tokens: int) -> str:
 
 
 def loaded(model_dir: Path) -> LoadedModel:
-    return load_model(inspect_model_dir(model_dir), torch.device("cpu"), torch.float32)
+    return load_model(inspect_model_dir(model_dir), DEVICE, torch.float32)
 
 
 def row(model: LoadedModel, prompt: str, max_new_tokens: int, **params: Any) -> Row:
