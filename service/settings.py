@@ -74,6 +74,16 @@ class Settings(BaseSettings):
         le=10_000,
         description="Longest an example waits for others while the model is idle; batches fill while it is busy.",
     )
+    stream_interval_ms: float = Field(
+        50.0,
+        ge=0,
+        le=1000,
+        description=(
+            "Shortest time between two events of one streamed response: the first text and the last go at once, "
+            "and the tokens generated in between go in one chunk. Each event costs the server and the client CPU, "
+            "which on a CPU host is taken from decoding; 0 sends every step's text as it comes."
+        ),
+    )
     max_queue: int = Field(
         1024, ge=1, description="Most examples waiting for the model; past it, 429 with Retry-After."
     )

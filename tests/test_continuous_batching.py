@@ -22,7 +22,7 @@ from service.inference.kv_batch import KVBatch, cache_argument
 from service.inference.loader import LoadedModel, load_model
 from service.inference.model_dir import inspect_model_dir
 from service.inference.options import GenerateOptions
-from service.inference.rows import Row, RowParams
+from service.inference.rows import Delta, Row, RowParams
 from tests.inference_fixtures import greedy_alone
 
 pytest_plugins = ["tests.inference_fixtures"]
@@ -296,3 +296,27 @@ def test_an_unmerged_adapter_decodes_continuously_as_peft_generates(
             return [out.text for out in generated.outputs]
 
     assert asyncio.run(scenario()) == expected
+
+
+def test_a_stream_sends_at_most_one_event_per_interval_with_the_same_text(
+    copy_lm_dir: Path, engine_for: Callable[..., Any]
+) -> None:
+    """HELDOUT_STREAM_INTERVAL_MS paces a stream's events; its text is the same as with every step sent."""
+    prompt, new = "a b c d =", 8
+
+    async def arrivals(interval_ms: float) -> list[tuple[float, str]]:
+        async with engine_for(copy_lm_dir, stream_interval_ms=interval_ms) as engine:
+            slow = engine.loaded.model.register_forward_pre_hook(lambda *_: time.sleep(0.08))
+            try:
+                events = engine.stream([prompt], GenerateOptions(max_new_tokens=new))
+                return [(time.monotonic(), e.text) async for e in events if isinstance(e, Delta)]
+            finally:
+                slow.remove()
+
+    paced, each = asyncio.run(arrivals(150)), asyncio.run(arrivals(0))
+    expected = alone(copy_lm_dir, prompt, new)
+    assert "".join(text for _, text in paced) == "".join(text for _, text in each) == expected
+    assert len(each) >= 4 and 3 <= len(paced) < len(each)
+    # The last text goes as soon as the stream ends, however recent the one before it.
+    gaps = [later - earlier for (earlier, _), (later, _) in zip(paced, paced[1:], strict=False)]
+    assert min(gaps[:-1]) >= 0.14

@@ -250,7 +250,7 @@ class InferenceEngine:
 
         Refusals are raised before the first delta. Closing the iterator early stops its rows' generation.
         """
-        mailbox = _Mailbox(asyncio.get_running_loop())
+        mailbox = _Mailbox(asyncio.get_running_loop(), self._settings.stream_interval_ms / 1000)
         texts, rows, key = await self._rows(prompts, options, True, mailbox.put)
         # The worker posts every delta before the batch's results, so the mailbox closes after the last one.
         submitted = asyncio.ensure_future(self._decode(rows, key))
@@ -414,15 +414,20 @@ class _Mailbox:
     """Deltas posted by the worker thread and taken by the event loop in bulk.
 
     The loop is woken only when the mailbox turns non-empty, and takes every delta waiting, one per choice:
-    a slow reader gets fewer, larger chunks instead of a hand-off and an event per token.
+    a slow reader gets fewer, larger chunks instead of a hand-off and an event per token. After a take, the
+    next waits until ``interval_s`` has passed (or the mailbox closes), so a stream sends at most one event
+    per interval however fast its tokens come.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval_s: float) -> None:
         self._loop = loop
+        self._interval = interval_s
         self._lock = threading.Lock()
         self._deltas: list[Delta] = []
         self._posted = asyncio.Event()
         self._closed = False
+        self._ended: asyncio.Future[None] = loop.create_future()
+        self._next_take = 0.0
 
     def put(self, deltas: list[Delta]) -> None:
         """On the worker thread."""
@@ -436,13 +441,19 @@ class _Mailbox:
         """On the loop, once nothing more will be put."""
         self._closed = True
         self._posted.set()
+        if not self._ended.done():
+            self._ended.set_result(None)
 
     async def take(self) -> list[Delta] | None:
         """Every waiting delta, those of one choice joined; None once closed and empty."""
+        pause = self._next_take - self._loop.time()
+        if pause > 0 and not self._closed:
+            await asyncio.wait([self._ended], timeout=pause)
         while True:
             with self._lock:
                 deltas, self._deltas = self._deltas, []
             if deltas:
+                self._next_take = self._loop.time() + self._interval
                 texts: dict[int, str] = {}
                 for delta in deltas:
                     texts[delta.index] = texts.get(delta.index, "") + delta.text
