@@ -12,12 +12,13 @@ sentences in requests of ``--chunk``, without faithfulness scores (the reference
 reference is timed right after heldout on the same chunk, and a speed-up is the median of the chunks'
 ratios. Every method's explanations are scored alike here, by ERASER comprehensiveness: the drop of the
 target's probability when the top 10, 20 and 50% of the words (by attribution) are deleted from the text,
-averaged, by the plain model. The slow references run on the first ``--peer-sentences`` sentences (shap's
-sentence by sentence, beside heldout's one-sentence requests). Last, ``/v1/predict`` latency (one
-sentence, 20 requests a second) is measured idle and during a burst of explanation requests, in
-alternated rounds.
+averaged, by the plain model. The slow references run on the first sentences: captum's one-sample calls on
+``--peer-sentences``, shap's on ``--shap-sentences`` (sentence by sentence, beside heldout's one-sentence
+requests), where the comprehensiveness difference is also paired by sentence and given a bootstrap
+interval. Last, ``/v1/predict`` latency (one sentence, 20 requests a second) is measured idle and during a
+burst of explanation requests, in alternated rounds.
 
-Usage: ``python -m benchmarks.explain [--sentences 48] [--peer-sentences 4] [--rounds 3]``; the shap
+Usage: ``python -m benchmarks.explain [--sentences 48] [--peer-sentences 8] [--shap-sentences 16]``; the shap
 reference needs the ``bench`` extra (``pip install -e '.[bench]'``).
 """
 
@@ -26,6 +27,7 @@ import asyncio
 import json
 import math
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -299,7 +301,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--sentences", type=int, default=48)
     parser.add_argument("--chunk", type=int, default=8, help="sentences per heldout request")
-    parser.add_argument("--peer-sentences", type=int, default=4, help="sentences the slow references explain")
+    parser.add_argument("--peer-sentences", type=int, default=8, help="sentences captum's one-sample calls explain")
+    parser.add_argument("--shap-sentences", type=int, default=16, help="sentences shap's Partition explains")
     parser.add_argument("--burst-seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3, help="idle and burst latency measurements, alternated")
     args = parser.parse_args()
@@ -345,7 +348,7 @@ def main() -> None:
             comparisons += [compare(base, plain, peers, targets, m, quarter) for m in slow]
             for c in comparisons:
                 print(f"  {c.method} against captum: {c.reference_s / c.heldout_s:.1f}x", flush=True)
-            partition = shap_comparisons(base, plain, peers, targets)
+            partition = shap_comparisons(base, plain, texts[: args.shap_sentences], targets)
             latency: list[tuple[list[float], list[float], int]] = []
             for _ in range(args.rounds):
                 idle, _ = asyncio.run(predict_latencies(base, texts, args.burst_seconds, None))
@@ -396,6 +399,18 @@ def mean_comprehensiveness(plain: Plain, texts: list[str], targets: dict[str, in
     )
 
 
+def paired_difference(plain: Plain, texts: list[str], targets: dict[str, int], c: "Comparison") -> tuple[float, ...]:
+    """Mean per-sentence comprehensiveness of heldout minus the reference's, and its 95% percentile bootstrap
+    interval (2,000 resamples of the sentences): a handful of sentences cannot tell small differences apart."""
+    diffs = [
+        comprehensiveness(plain, text, ours, targets[text]) - comprehensiveness(plain, text, theirs, targets[text])
+        for text, ours, theirs in zip(texts, c.heldout_words, c.reference_words, strict=True)
+    ]
+    rng = random.Random(0)
+    means = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(2000))
+    return statistics.fmean(diffs), means[49], means[1950]
+
+
 def report(
     plain: Plain,
     texts: list[str],
@@ -421,6 +436,14 @@ def report(
               f"{c.reference_s / c.sentences * 1000:.1f} | {statistics.median(c.ratios):.1f}× | "
               f"{mean_comprehensiveness(plain, sentences, targets, c.heldout_words):.3f} | "
               f"{mean_comprehensiveness(plain, sentences, targets, c.reference_words):.3f} |")
+    print("\nComprehensiveness, heldout minus shap's Partition explainer, paired by sentence:\n")
+    print("| method | sentences | speed-up | difference | 95% interval | >= 5x and not shown worse |")
+    print("|---|---:|---:|---:|---|---|")
+    for c in partition:
+        mean, low, high = paired_difference(plain, texts[: c.sentences], targets, c)
+        verdict = "PASS" if statistics.median(c.ratios) >= 5 and high >= 0 else "FAIL"
+        print(f"| {c.method} | {c.sentences} | {statistics.median(c.ratios):.1f}× | {mean:+.3f} | "
+              f"[{low:+.3f}, {high:+.3f}] | {verdict} |")
     ig = comparisons[0]
     largest = max(
         max(abs(a - b) for a, b in zip(ours, theirs, strict=True))

@@ -224,6 +224,7 @@ def autotuned(port: int) -> dict[str, object]:
         "lanes": int(labels["lanes"]),
         "threads_per_lane": int(labels["threads_per_lane"]),
         "max_batch_size": int(labels["max_batch_size"]),
+        "wide_lone_batches": labels["wide_lone_batches"] == "true",
         "chosen_by": labels["chosen_by"],
     }
 

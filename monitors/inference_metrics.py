@@ -46,9 +46,17 @@ class InferenceMetrics:
     def describe(self, version: str, task: str, device: str, dtype: str) -> None:
         instruments.model_info.labels(self._model, version, task, device, dtype).set(1)
 
-    def configured(self, packed: bool, lanes: int, threads_per_lane: int, max_batch_size: int, chosen_by: str) -> None:
+    def configured(
+        self, packed: bool, lanes: int, threads_per_lane: int, max_batch_size: int, wide: bool, chosen_by: str
+    ) -> None:
         instruments.inference_config_info.labels(
-            self._model, str(packed).lower(), str(lanes), str(threads_per_lane), str(max_batch_size), chosen_by
+            self._model,
+            str(packed).lower(),
+            str(lanes),
+            str(threads_per_lane),
+            str(max_batch_size),
+            str(wide).lower(),
+            chosen_by,
         ).set(1)
 
     def queue_depth(self, depth: int) -> None:

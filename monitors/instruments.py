@@ -113,8 +113,8 @@ model_info = Gauge(
 inference_config_info = Gauge(
     "heldout_inference_config_info",
     "Always 1; labels are the serving choices made at start (packed linear layers, lanes, threads per lane, "
-    "batch cap) and whether they were measured, set or defaults.",
-    ["model", "packed_linear", "lanes", "threads_per_lane", "max_batch_size", "chosen_by"],
+    "batch cap, whether a lone batch takes every lane's threads) and whether they were measured, set or defaults.",
+    ["model", "packed_linear", "lanes", "threads_per_lane", "max_batch_size", "wide_lone_batches", "chosen_by"],
     multiprocess_mode="livemax",
 )
 prediction_log_dropped_total = Counter(

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         description="On the CPU, run float32 linear layers through oneDNN with weights packed once; default: "
         "whichever of packed and stock measures faster at start.",
     )
+    wide_lone_batches: bool | None = Field(
+        None,
+        description="On the CPU, a classifier batch with nothing queued behind it runs on every lane's threads "
+        "instead of its own lane's; default: whichever measures faster at start for one example (on some CPUs an "
+        "intra-op team started on a worker thread is slower than one thread).",
+    )
     max_batch_size: int | None = Field(
         None,
         ge=1,

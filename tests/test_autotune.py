@@ -30,9 +30,10 @@ def packed_layers(model: torch.nn.Module) -> int:
 
 
 def timings(monkeypatch: pytest.MonkeyPatch, model: torch.nn.Module, packed: float, stock: float, wide: float,
-            narrow: float, batches: dict[int, float]) -> None:  # fmt: skip
+            narrow: float, batches: dict[int, float], lone: dict[int, float]) -> None:  # fmt: skip
     """Replaces the probe's clock with these costs, in tenths of a millisecond per example: the kernels' by
-    which layers are in place (``plan_serving`` times them first, in turns), then the batch sizes'."""
+    which layers are in place (``plan_serving`` times them first, in turns), then the batch sizes', and a
+    lone example's by its number of threads."""
     calls: list[int] = []
 
     def per_example(_: Any, size: int, threads: int) -> float:
@@ -43,14 +44,16 @@ def timings(monkeypatch: pytest.MonkeyPatch, model: torch.nn.Module, packed: flo
 
     monkeypatch.setattr(autotune._Probe, "per_example", per_example)
     monkeypatch.setattr(autotune._Probe, "lanes", lambda _, lanes, threads: UNIT * (wide if lanes == 1 else narrow))
+    monkeypatch.setattr(autotune._Probe, "lone", lambda _, threads: UNIT * lone[threads])
 
 
 @pytest.mark.parametrize(
-    ("packed", "stock", "wide", "narrow", "batches", "expected"),
+    ("packed", "stock", "wide", "narrow", "batches", "lone", "expected"),
     [
-        (1.0, 2.0, 1.0, 0.5, {8: 1.0, 16: 0.97, 32: 0.96}, (True, 2, 8)),
-        (2.0, 1.0, 0.5, 1.0, {8: 1.2, 16: 1.0, 32: 0.99}, (False, 1, 16)),
-        (1.0, 1.02, 1.0, 0.98, {8: 2.0, 16: 1.5, 32: 1.0}, (True, 1, 32)),
+        (1.0, 2.0, 1.0, 0.5, {8: 1.0, 16: 0.97, 32: 0.96}, {1: 5.2, 2: 7.2}, (True, 2, 8, False)),
+        (1.0, 2.0, 1.0, 0.5, {8: 1.0, 16: 0.97, 32: 0.96}, {1: 5.2, 2: 5.3}, (True, 2, 8, True)),
+        (2.0, 1.0, 0.5, 1.0, {8: 1.2, 16: 1.0, 32: 0.99}, {1: 5.2, 2: 7.2}, (False, 1, 16, True)),
+        (1.0, 1.02, 1.0, 0.98, {8: 2.0, 16: 1.5, 32: 1.0}, {1: 5.2, 2: 4.0}, (True, 1, 32, True)),
     ],
 )
 def test_the_faster_candidate_is_kept(
@@ -62,13 +65,18 @@ def test_the_faster_candidate_is_kept(
     wide: float,
     narrow: float,
     batches: dict[int, float],
-    expected: tuple[bool, int, int],
+    lone: dict[int, float],
+    expected: tuple[bool, int, int, bool],
 ) -> None:
     model = loaded(classifier_dir)
-    timings(monkeypatch, model.model, packed, stock, wide, narrow, batches)
+    timings(monkeypatch, model.model, packed, stock, wide, narrow, batches, lone)
     plan = plan_serving(model, make_settings(model_path=classifier_dir, torch_threads=2), 2)
-    assert (plan.packed_linear, plan.lanes, plan.max_batch_size) == expected
-    assert plan.chosen_by == {"packed_linear": "measured", "lanes": "measured", "max_batch_size": "measured"}
+    assert (plan.packed_linear, plan.lanes, plan.max_batch_size, plan.wide_lone_batches) == expected
+    # With one lane a lone batch has every thread anyway: nothing to measure.
+    lone_by = "measured" if plan.lanes == 2 else "default"
+    assert plan.chosen_by == {
+        "packed_linear": "measured", "lanes": "measured", "max_batch_size": "measured", "wide_lone_batches": lone_by
+    }
     assert (packed_layers(model.model) > 0) is expected[0]
     assert plan.timings_ms["packed"] == pytest.approx(packed * UNIT * 1000)
     assert plan.timings_ms["stock"] == pytest.approx(stock * UNIT * 1000)
@@ -81,14 +89,16 @@ def test_settings_force_their_choices_without_measuring(
         raise AssertionError("a forced choice was measured")
 
     monkeypatch.setattr(autotune._Probe, "lanes", never)
+    monkeypatch.setattr(autotune._Probe, "lone", never)
     for packed in (True, False):
         model = loaded(classifier_dir)
         settings = make_settings(
-            model_path=classifier_dir, packed_linear=packed, concurrent_batches=1, max_batch_size=12, torch_threads=2
-        )
+            model_path=classifier_dir, packed_linear=packed, concurrent_batches=2, max_batch_size=12,
+            wide_lone_batches=packed, torch_threads=2,
+        )  # fmt: skip
         # Only the "is one probe batch quick enough to tune" check may time a forward pass.
         plan = plan_serving(model, settings, 2)
-        assert (plan.packed_linear, plan.lanes, plan.max_batch_size) == (packed, 1, 12)
+        assert (plan.packed_linear, plan.lanes, plan.max_batch_size, plan.wide_lone_batches) == (packed, 2, 12, packed)
         assert set(plan.chosen_by.values()) == {"setting"}
         assert (packed_layers(model.model) > 0) is packed
 
@@ -96,7 +106,7 @@ def test_settings_force_their_choices_without_measuring(
 def test_a_causal_lm_keeps_default_lanes_and_rows(copy_lm_dir: Path, make_settings: Callable[..., Settings]) -> None:
     plan = plan_serving(loaded(copy_lm_dir), make_settings(model_path=copy_lm_dir, torch_threads=2), 2)
     assert (plan.lanes, plan.max_batch_size) == (2, None)
-    assert plan.chosen_by["lanes"] == plan.chosen_by["max_batch_size"] == "default"
+    assert {plan.chosen_by[name] for name in ("lanes", "max_batch_size", "wide_lone_batches")} == {"default"}
     assert plan.chosen_by["packed_linear"] == "measured" and set(plan.timings_ms) == {"packed", "stock"}
 
 
@@ -106,6 +116,8 @@ def test_the_choices_are_exported(classifier_dir: Path, serve: Callable[..., Any
     found = [labels for labels, _ in samples(text, "heldout_inference_config_info")]
     assert any(
         labels["packed_linear"] == "false" and labels["lanes"] == "1" and labels["max_batch_size"] == "12"
-        and labels["chosen_by"] == "packed_linear=setting,lanes=setting,max_batch_size=setting"
+        and labels["wide_lone_batches"] == "true"
+        and labels["chosen_by"]
+        == "packed_linear=setting,lanes=setting,max_batch_size=setting,wide_lone_batches=default"
         for labels in found
     ), found

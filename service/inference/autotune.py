@@ -9,7 +9,10 @@ way. So, on the CPU, three choices are timed during warm-up:
 - one wide lane with every thread, or two narrow lanes with half the threads each (the same probe
   batches run one after another on the wide lane, or side by side on the narrow ones);
 - the classifier batch cap: the smallest of 8, 16 and 32 whose cost per example is within 5% of the best
-  (a larger batch only adds latency then).
+  (a larger batch only adds latency then);
+- with two lanes, whether a lone batch (nothing queued behind it) takes every lane's threads or keeps to
+  its own lane's: one example on a worker thread, timed both ways. On the 2-core AMD EPYC, two intra-op
+  threads started on a worker thread took 7.2 ms for MiniLM where one took 5.2 (4.3 on the main thread).
 
 The probe batches are random token ids of ``PROBE_TOKENS`` tokens (a typical sentence). A model too slow
 for that to take a second or two keeps the defaults. A causal LM keeps the default lanes and decoding
@@ -54,6 +57,8 @@ class ServingPlan:
     threads: int
     max_batch_size: int | None
     """None: the engine's default for the model's task and device."""
+    wide_lone_batches: bool = True
+    """Whether a classifier batch with nothing queued behind it runs on every lane's threads."""
     chosen_by: dict[str, Source] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     """Milliseconds per example of each candidate measured."""
@@ -67,7 +72,8 @@ class ServingPlan:
         return (
             f"packed linear {self.packed_linear} ({self.chosen_by['packed_linear']}), {self.lanes} lane(s) of "
             f"{self.threads_per_lane} thread(s) ({self.chosen_by['lanes']}), batch cap "
-            f"{self.max_batch_size or 'default'} ({self.chosen_by['max_batch_size']})"
+            f"{self.max_batch_size or 'default'} ({self.chosen_by['max_batch_size']}), lone batches "
+            f"{'on every lane' if self.wide_lone_batches else 'on one lane'} ({self.chosen_by['wide_lone_batches']})"
             + (f"; per example: {timings}" if timings else "")
         )
 
@@ -118,7 +124,19 @@ def plan_serving(loaded: LoadedModel, settings: Settings, default_lanes: int) ->
         best = min(costs.values())
         batch = next(size for size in BATCH_CAPS if costs[f"batch {size}"] <= best * (1 + TOLERANCE))
         chosen["max_batch_size"] = "measured"
-    return ServingPlan(packed, lanes, threads, batch, chosen, timings)
+
+    wide = settings.wide_lone_batches is not False
+    chosen["wide_lone_batches"] = "setting" if settings.wide_lone_batches is not None else "default"
+    per_lane = max(1, threads // lanes)
+    if tunable and settings.wide_lone_batches is None and per_lane < threads:
+        costs = fastest(
+            {"lone batch, every lane's threads": partial(probe.lone, threads),
+             "lone batch, one lane's threads": partial(probe.lone, per_lane)}
+        )  # fmt: skip
+        timings |= costs
+        wide = costs["lone batch, every lane's threads"] <= costs["lone batch, one lane's threads"] * (1 + TOLERANCE)
+        chosen["wide_lone_batches"] = "measured"
+    return ServingPlan(packed, lanes, threads, batch, wide, chosen, timings)
 
 
 class _Probe:
@@ -159,6 +177,19 @@ class _Probe:
             seconds = time.perf_counter() - start
         torch.set_num_threads(threads)
         return seconds / (batches * BATCH_CAPS[0])
+
+    def lone(self, threads: int) -> float:
+        """Seconds of a one-example probe batch on a fresh worker thread with ``threads`` intra-op threads, as
+        a lane runs a lone request (the best of ``REPEATS``, after one untimed pass)."""
+        forward = self._forward(1)
+
+        def run() -> float:
+            torch.set_num_threads(threads)
+            forward()
+            return min(_timed(forward) for _ in range(REPEATS))
+
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(run).result()
 
     def _forward(self, size: int) -> Callable[[], None]:
         generator = torch.Generator().manual_seed(0)

@@ -94,7 +94,7 @@ class InferenceEngine:
             # LLM benchmark: 1660 -> 2300 tokens/s against grouping by prompt length).
             length=lambda item: len(item.ids) if isinstance(item, Encoded) else item.params.max_new_tokens,
             exclusive=_seeded_sampling,
-            wide=self._classifier is not None,
+            wide=self._classifier is not None and plan.wide_lone_batches,
             observer=self._metrics,
         )
         self._decode_lanes: list[ThreadPoolExecutor] = []
@@ -163,7 +163,9 @@ class InferenceEngine:
         default = default_batch_size if self._classifier is not None else default_decode_rows
         batch = plan.max_batch_size or default(self.loaded)
         chosen_by = ",".join(f"{name}={source}" for name, source in plan.chosen_by.items())
-        self._metrics.configured(plan.packed_linear, plan.lanes, plan.threads_per_lane, batch, chosen_by)
+        self._metrics.configured(
+            plan.packed_linear, plan.lanes, plan.threads_per_lane, batch, plan.wide_lone_batches, chosen_by
+        )
         self.started_at = int(time.time())
         self._warmed = True
 
