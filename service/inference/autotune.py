@@ -3,7 +3,7 @@ autotuners do: the fastest of the candidates on probe batches, unless a setting 
 
 On one 2-core AMD EPYC, oneDNN's packed linear layers ran MiniLM at twice MKL's speed; on a 2-core Intel
 Xeon they lost to MKL. Which layout of threads and which batch cap win depends on the CPU in the same
-way. So, on the CPU, three choices are timed during warm-up:
+way. So, on the CPU, these choices are timed during warm-up:
 
 - packed or stock linear layers (forward passes over a probe batch, the faster kept);
 - one wide lane with every thread, or two narrow lanes with half the threads each (the same probe
