@@ -111,4 +111,5 @@ def test_attention_is_the_last_layers_from_the_first_token_averaged_over_heads(
     for text, explanation in zip(texts, served, strict=True):
         assert explanation["convergence_delta"] is None
         expected = reference.last_layer_attention(text)
-        assert [t["attribution"] for t in explanation["tokens"]] == pytest.approx(expected, abs=1e-6)
+        # The engine's lanes and this thread may run different numbers of intra-op threads: float noise only.
+        assert [t["attribution"] for t in explanation["tokens"]] == pytest.approx(expected, rel=1e-5, abs=1e-6)

@@ -136,5 +136,8 @@ def test_packed_layers_pass_the_same_input_gradients(classifier_dir: Path, copy_
             logits = loaded.model(inputs_embeds=embedded, attention_mask=inputs["attention_mask"]).logits
             (gradient,) = torch.autograd.grad(logits.square().sum(), embedded)
             gradients.append(gradient)
-        torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-4, atol=1e-5)
-        assert gradients[0].abs().max() > 0
+        # Float noise scales with the largest gradient: packing reorders each dot product's sum, and where
+        # terms cancel, a small gradient keeps the rounding of the large terms it came from.
+        largest = float(gradients[0].abs().max())
+        assert largest > 0
+        torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-4, atol=1e-4 * largest)

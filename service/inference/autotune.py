@@ -79,7 +79,16 @@ class ServingPlan:
 
 
 def plan_serving(loaded: LoadedModel, settings: Settings, default_lanes: int) -> ServingPlan:
-    """Packs (or not) ``loaded.model`` in place and returns the plan the engine should follow."""
+    """Packs (or not) ``loaded.model`` in place and returns the plan the engine should follow. The probes set
+    torch's thread count, which is process-wide whichever thread sets it; the caller's is restored."""
+    callers_threads = torch.get_num_threads()
+    try:
+        return _plan(loaded, settings, default_lanes)
+    finally:
+        torch.set_num_threads(callers_threads)
+
+
+def _plan(loaded: LoadedModel, settings: Settings, default_lanes: int) -> ServingPlan:
     threads = settings.torch_threads or torch.get_num_threads()
     chosen: dict[str, Source] = {}
     timings: dict[str, float] = {}
@@ -175,7 +184,6 @@ class _Probe:
             start = time.perf_counter()
             list(pool.map(run, [batches // lanes] * lanes))
             seconds = time.perf_counter() - start
-        torch.set_num_threads(threads)
         return seconds / (batches * BATCH_CAPS[0])
 
     def lone(self, threads: int) -> float:
