@@ -111,16 +111,3 @@ def database(database_url: str, tmp_path: Path) -> Iterator[Database]:
     migrate(db, tmp_path)
     yield db
     db.dispose()
-
-
-def evaluated(client: TestClient, body: dict[str, Any], seconds: float = 60) -> dict[str, Any]:
-    """POSTs an evaluation and waits until it has succeeded or failed."""
-    created = client.post("/v1/evaluations", headers=auth("evaluator"), json=body)
-    assert created.status_code == 202, created.text
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result: dict[str, Any] = client.get(f"/v1/evaluations/{created.json()['id']}", headers=auth("reader")).json()
-        if result["status"] in ("succeeded", "failed"):
-            return result
-        time.sleep(0.05)
-    raise AssertionError("the evaluation did not finish")

@@ -18,7 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tests.calibration_oracle import ece_by_definition
 from tests.conftest import auth
-from tests.fixtures_test_sets import evaluated, jsonl, score, uploaded
+from tests.fixtures_test_sets import jsonl, run_evaluation, score, uploaded
 from tests.inference_fixtures import CLASSIFIER_LABELS
 from tests.png_pixels import read_png
 from tests.tiny_models import SENTENCES
@@ -90,7 +90,7 @@ def test_evaluation_reports_calibration_and_slices_of_the_models_predictions(
     truth = [r["label"] for r in rows]
     with serve(classifier_dir, **FAST) as client:
         test_set = uploaded(client, jsonl(rows), name="grouped")
-        result = evaluated(client, {"test_set": "grouped"})
+        result = run_evaluation(client, {"test_set": "grouped"})
     assert result["status"] == "succeeded", result["error"]
     assert result["metrics"] == pytest.approx(sklearn_scores(truth, predicted, test_set["labels"]), abs=1e-12)
 
@@ -146,7 +146,7 @@ def test_open_scoring_releases_slices_and_the_ladder_never_does(db_client: TestC
 def test_a_ladder_sets_evaluation_releases_no_slices(serve: Callable[..., Any], classifier_dir: Path) -> None:
     with serve(classifier_dir, **FAST) as client:
         uploaded(client, jsonl(grouped_rows()), name="guarded", ladder=True)
-        result = evaluated(client, {"test_set": "guarded"})
+        result = run_evaluation(client, {"test_set": "guarded"})
         listed = client.get("/v1/evaluations", headers=auth("reader")).json()["items"]
     assert result["status"] == "succeeded", result["error"]
     assert result["slices"] is None and result["worst_slice"] is None
@@ -179,7 +179,7 @@ def test_the_reliability_diagram_renders_in_headless_chromium(
 ) -> None:
     with serve(classifier_dir, **FAST) as client:
         uploaded(client, jsonl(grouped_rows()), name="drawn")
-        result = evaluated(client, {"test_set": "drawn"})
+        result = run_evaluation(client, {"test_set": "drawn"})
         response = client.get(f"/v1/evaluations/{result['id']}/calibration.svg", headers=auth("reader"))
         missing = client.get("/v1/evaluations/999/calibration.svg", headers=auth("reader"))
     assert response.status_code == 200 and response.headers["content-type"].startswith("image/svg+xml")

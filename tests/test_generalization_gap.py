@@ -18,7 +18,7 @@ from metrics.generalization import Gap, overfits, unpaired_gap
 from service.tasks import Task
 from service.test_sets.training import TrainingSample
 from tests.conftest import auth
-from tests.fixtures_test_sets import evaluated, jsonl, upload, uploaded
+from tests.fixtures_test_sets import jsonl, run_evaluation, upload, uploaded
 from tests.inference_fixtures import CLASSIFIER_LABELS
 from tests.prometheus_text import sample_value
 from tests.tiny_models import SENTENCES
@@ -133,7 +133,7 @@ def test_evaluations_report_the_gap_of_the_models_direct_predictions(
         )
         assert refused.status_code == 422 and "generalization_gap" in refused.text
 
-        result = evaluated(client, {"test_set": "memorised", "generalization_gap": True})
+        result = run_evaluation(client, {"test_set": "memorised", "generalization_gap": True})
         assert result["status"] == "succeeded", result["error"]
         assert result["progress"] == {"done": 220, "total": 220}
         text = client.get("/metrics").text
@@ -167,7 +167,7 @@ def test_no_overfitting_when_training_and_blind_scores_agree(serve: Callable[...
     with serve(classifier_dir, **FAST) as client:
         response = upload(client, jsonl(rows), name="fair", extra_files={"training_file": ("t.jsonl", jsonl(training))})
         assert response.status_code == 201, response.text
-        result = evaluated(client, {"test_set": "fair", "generalization_gap": True})
+        result = run_evaluation(client, {"test_set": "fair", "generalization_gap": True})
     assert result["status"] == "succeeded", result["error"]
     gap = result["generalization"]["gap"]["f1"]
     assert gap["low"] < 0.05 and result["generalization"]["overfitting"] is False

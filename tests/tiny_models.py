@@ -7,6 +7,7 @@ copy-task GPT-2 is trained for a few hundred steps so generation has something r
 import random
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -63,21 +64,36 @@ def _byte_bpe(corpus: Iterable[str], specials: list[str]) -> Tokenizer:
 def build_classifier(path: Path, labels: list[str], *, multi_label: bool = False, max_positions: int = 24) -> Path:
     """A 2-layer, 32-wide BERT classifier with random weights: serving must reproduce its outputs exactly."""
     tokenizer = _wordpiece(SENTENCES * 4)
-    config = BertConfig(
+    config = _tiny_bert(
+        tokenizer,
+        labels,
+        max_positions,
+        initializer_range=0.5,  # wide enough that random heads give distinct, non-uniform probabilities
+        problem_type="multi_label_classification" if multi_label else "single_label_classification",
+    )
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(path)
+    _save_wordpiece(tokenizer, path, max_positions)
+    return path
+
+
+def _tiny_bert(tokenizer: Tokenizer, labels: list[str], max_positions: int, **extra: Any) -> BertConfig:
+    """A 2-layer, 32-wide BERT classifier's config over ``tokenizer``'s vocabulary."""
+    return BertConfig(
         vocab_size=tokenizer.get_vocab_size(),
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=max_positions,
-        initializer_range=0.5,  # wide enough that random heads give distinct, non-uniform probabilities
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
-        problem_type="multi_label_classification" if multi_label else "single_label_classification",
+        **extra,
     )
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(path)
+
+
+def _save_wordpiece(tokenizer: Tokenizer, path: Path, max_positions: int) -> None:
     PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         unk_token="[UNK]",
@@ -87,7 +103,6 @@ def build_classifier(path: Path, labels: list[str], *, multi_label: bool = False
         mask_token="[MASK]",
         model_max_length=max_positions,
     ).save_pretrained(path)
-    return path
 
 
 def build_seq2seq(path: Path) -> Path:
@@ -226,17 +241,7 @@ def build_keyword_classifier(path: Path, steps: int = 150) -> Path:
     rng = random.Random(0)
     corpus = [keyword_sentence(rng, label) for label in labels for _ in range(100)]
     tokenizer = _wordpiece(corpus)
-    config = BertConfig(
-        vocab_size=tokenizer.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=24,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-    )
+    config = _tiny_bert(tokenizer, labels, 24)
     torch.manual_seed(0)
     model = BertForSequenceClassification(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -254,13 +259,5 @@ def build_keyword_classifier(path: Path, steps: int = 150) -> Path:
         loss.backward()
         optimizer.step()
     model.eval().save_pretrained(path)
-    PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=24,
-    ).save_pretrained(path)
+    _save_wordpiece(tokenizer, path, 24)
     return path
