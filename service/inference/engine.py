@@ -427,8 +427,7 @@ class _Mailbox:
         self._lock = threading.Lock()
         self._deltas: list[Delta] = []
         self._posted = asyncio.Event()
-        self._closed = False
-        self._ended: asyncio.Future[None] = loop.create_future()
+        self._closed: asyncio.Future[None] = loop.create_future()
         self._next_take = 0.0
 
     def put(self, deltas: list[Delta]) -> None:
@@ -441,16 +440,15 @@ class _Mailbox:
 
     def close(self) -> None:
         """On the loop, once nothing more will be put."""
-        self._closed = True
         self._posted.set()
-        if not self._ended.done():
-            self._ended.set_result(None)
+        if not self._closed.done():
+            self._closed.set_result(None)
 
     async def take(self) -> list[Delta] | None:
         """Every waiting delta, those of one choice joined; None once closed and empty."""
         pause = self._next_take - self._loop.time()
-        if pause > 0 and not self._closed:
-            await asyncio.wait([self._ended], timeout=pause)
+        if pause > 0 and not self._closed.done():
+            await asyncio.wait([self._closed], timeout=pause)
         while True:
             with self._lock:
                 deltas, self._deltas = self._deltas, []
@@ -460,7 +458,7 @@ class _Mailbox:
                 for delta in deltas:
                     texts[delta.index] = texts.get(delta.index, "") + delta.text
                 return [Delta(index, text) for index, text in texts.items()]
-            if self._closed:
+            if self._closed.done():
                 return None
             self._posted.clear()
             await self._posted.wait()
