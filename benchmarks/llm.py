@@ -11,17 +11,18 @@
   ``async def`` endpoint (one generate at a time on the event loop);
 * a single forward pass over one prompt: the floor for the time to first token at one client.
 
-heldout runs as ``heldout serve --model <dir>``. Clients are httpx streaming clients (``stream: true``,
-``stream_options.include_usage``), each sending one request at a time from the same fixed list of prompts
-(8–48 tokens) with mixed ``max_tokens`` (8–128), greedy. The model is a randomly initialised GPT-2 built
-here (no download) whose end-of-text embedding row is zero, so its logit is 0 and greedy decoding never ends
-early: every request yields exactly max_tokens, and a shorter answer counts as an error. So are the rows of
-tokens that are not printable ASCII (lone UTF-8 bytes, control characters): a random model would emit them,
-and a streamer rightly holds back an incomplete character, which would hide every token of such an answer
-until its end. Throughput is the
-completion tokens of requests finished inside the measured window, per second; TTFT is from sending the
-request to the first event with text; "client CPU" is what the clients themselves take from the cores the
-server shares. All servers get the offline measurement's torch threads.
+heldout runs as ``heldout serve --model <dir>``. Clients are streaming clients (``stream: true``,
+``stream_options.include_usage``) on keep-alive connections, written on plain asyncio as in
+benchmarks/serving.py so the load generator costs little of the CPU the server shares, each sending one
+request at a time from the same fixed list of prompts (8–48 tokens) with mixed ``max_tokens`` (8–128),
+greedy. The model is a randomly initialised GPT-2 built here (no download) whose end-of-text embedding row
+is zero, so its logit is 0 and greedy decoding never ends early: every request yields exactly max_tokens,
+and a shorter answer counts as an error. So are the rows of tokens that are not printable ASCII (lone UTF-8
+bytes, control characters): a random model would emit them, and a streamer rightly holds back an incomplete
+character, which would hide every token of such an answer until its end. Throughput is the completion tokens
+of requests finished inside the measured window, per second; TTFT is from sending the request to the first
+event with text; "client CPU" is what the clients themselves take from the cores the server shares. All
+servers get the offline measurement's torch threads.
 
 With ``--device cuda`` every model (heldout's, the references') runs on the GPU in the dtype heldout picks
 there (bfloat16 where supported); the offline reference then has one stream and stock linear layers, and
@@ -46,7 +47,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -64,6 +65,7 @@ from service.inference.device import resolve_dtype
 from service.inference.packed_linear import pack_linears
 
 API_KEY = "benchmark-evaluator-key"
+COMPLETIONS = "/v1/completions"
 MODEL_NAME = "bench-gpt2"
 BATCH_SIZES = (8, 16, 32)
 GPU_BATCH_SIZES = (8, 16, 32, 64, 128)
@@ -278,30 +280,54 @@ def events(lines: list[str]) -> Iterator[dict[str, object]]:
             yield json.loads(line[5:])
 
 
-async def stream_one(client: httpx.AsyncClient, url: str, request: Request) -> Done:
-    """One streaming completion; ok only if it answered 200 and its usage says max_tokens were generated."""
+def http_request(path: str, request: Request) -> bytes:
+    payload = json.dumps(body(request)).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    return head.encode() + payload
+
+
+async def _body_parts(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """The response body as it arrives: chunk by chunk when chunked, else whole."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+    if "transfer-encoding: chunked" not in head:
+        length = next(int(line.split(":", 1)[1]) for line in head.split("\r\n") if line.startswith("content-length:"))
+        yield await reader.readexactly(length)
+        return
+    while size := int((await reader.readuntil(b"\r\n"))[:-2], 16):
+        yield (await reader.readexactly(size + 2))[:-2]
+    await reader.readuntil(b"\r\n")
+
+
+async def stream_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes, request: Request) -> Done:
+    """One streaming completion; ok only if its usage says max_tokens were generated."""
     start = time.perf_counter()
-    first, tokens, status = 0.0, -1, 0
-    async with client.stream("POST", url, json=body(request)) as response:
-        status = response.status_code
-        async for line in response.aiter_lines():
-            for event in events([line]):
-                choices = event.get("choices") or []
-                if not first and any(choice.get("text") for choice in choices):  # type: ignore[union-attr]
-                    first = time.perf_counter()
-                if event.get("usage"):
-                    tokens = int(event["usage"]["completion_tokens"])  # type: ignore[index]
+    first, tokens, pending = 0.0, -1, b""
+    writer.write(raw)
+    async for part in _body_parts(reader):
+        *complete, pending = (pending + part).split(b"\n\n")
+        for event in events([chunk.decode() for chunk in complete]):
+            choices = event.get("choices") or []
+            if not first and any(choice.get("text") for choice in choices):  # type: ignore[union-attr]
+                first = time.perf_counter()
+            if event.get("usage"):
+                tokens = int(event["usage"]["completion_tokens"])  # type: ignore[index]
     end = time.perf_counter()
-    return Done(start, first or end, end, tokens, status == 200 and tokens == request.max_tokens)
+    return Done(start, first or end, end, tokens, tokens == request.max_tokens)
 
 
-async def _client(
-    client: httpx.AsyncClient, url: str, requests: list[Request], offset: int, until: float, done: list[Done]
-) -> None:
+async def _client(port: int, requests: list[Request], offset: int, until: float, done: list[Done]) -> None:
+    """A keep-alive connection sending one request at a time: plain asyncio, so the load generator takes
+    little of the CPU the server shares."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    raw = [http_request(COMPLETIONS, request) for request in requests]
     i = offset
     while time.perf_counter() < until:
-        done.append(await stream_one(client, url, requests[i % len(requests)]))
+        done.append(await stream_one(reader, writer, raw[i % len(raw)], requests[i % len(requests)]))
         i += 1
+    writer.close()
 
 
 @dataclass
@@ -313,19 +339,16 @@ class Load:
     ttft_p99_ms: float
     errors: int
     client_cpu: float
-    """CPU the httpx clients used, in cores: taken from the same machine the server runs on."""
+    """CPU the clients used, in cores: taken from the same machine the server runs on."""
 
 
-async def _drive(url: str, requests: list[Request], concurrency: int, warmup: float, seconds: float) -> Load:
+async def _drive(port: int, requests: list[Request], concurrency: int, warmup: float, seconds: float) -> Load:
     """Throughput counts requests finished inside the measured window; TTFTs are theirs."""
     done: list[Done] = []
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     cpu = time.process_time()
-    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=300) as client:
-        now = time.perf_counter()
-        warm_until, until = now + warmup, now + warmup + seconds
-        await asyncio.gather(*(_client(client, url, requests, i * 7, until, done) for i in range(concurrency)))
+    now = time.perf_counter()
+    warm_until, until = now + warmup, now + warmup + seconds
+    await asyncio.gather(*(_client(port, requests, i * 7, until, done) for i in range(concurrency)))
     client_cpu = (time.process_time() - cpu) / (time.perf_counter() - now)
     window = [d for d in done if warm_until <= d.end <= until]
     ttft = [(d.first - d.start) * 1000 for d in window if d.ok]
@@ -378,7 +401,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/completions"
+        return f"http://127.0.0.1:{self.port}{COMPLETIONS}"
 
 
 def start(name: str, command: list[str], env: dict[str, str], port: int, ready_path: str) -> Server:
@@ -414,7 +437,7 @@ def check_streams(server: Server, request: Request) -> None:
 
 
 def measure(server: Server, requests: list[Request], concurrency: int, seconds: float) -> Load:
-    load = asyncio.run(_drive(server.url, requests, concurrency, min(2.0, seconds / 4), seconds))
+    load = asyncio.run(_drive(server.port, requests, concurrency, min(2.0, seconds / 4), seconds))
     load.name = server.name
     print(
         f"  {server.name} c={concurrency}: {load.throughput:.1f} tokens/s, TTFT p50 {load.ttft_p50_ms:.1f} ms, "

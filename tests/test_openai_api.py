@@ -5,6 +5,7 @@ The oracle is the fixture model itself, loaded with transformers: greedy output 
 must equal the whole answer, and requests with different options must still share forward passes.
 """
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from service.app import create_app
 from service.evaluations.runner import EngineRunner
 from service.inference.chat import Chat, ChatMessage, load_chat_template
+from service.inference.rows import Delta
+from service.routes.openai import ChatShape, CompletionShape, DeltaEvents
+from service.schemas.openai import ChatChunkChoice, ChatCompletionChunk, ChatDelta, Completion, CompletionChoice
 from service.settings import Settings
 from tests.conftest import KEYS, auth, env_keys
 from tests.inference_fixtures import greedy_alone
@@ -124,7 +128,11 @@ def test_streamed_completion_equals_the_whole_answer(live: Live, oracle: Callabl
     whole = live.client.completions.create(model=SERVED, prompt=PROMPTS[0], max_tokens=8, temperature=0)
     chunks = list(
         live.client.completions.create(
-            model=SERVED, prompt=PROMPTS[0], max_tokens=8, temperature=0, stream=True,
+            model=SERVED,
+            prompt=PROMPTS[0],
+            max_tokens=8,
+            temperature=0,
+            stream=True,
             stream_options={"include_usage": True},
         )
     )
@@ -158,7 +166,11 @@ def test_chat_applies_the_template_streamed_or_not(live: Live, copy_lm_dir: Path
     assert whole.choices[0].message.content == expected
     chunks = list(
         live.client.chat.completions.create(
-            model=SERVED, messages=messages, max_completion_tokens=6, temperature=0, stream=True  # type: ignore[arg-type]
+            model=SERVED,
+            messages=messages,
+            max_completion_tokens=6,
+            temperature=0,
+            stream=True,  # type: ignore[arg-type]
         )
     )
     assert all(chunk.object == "chat.completion.chunk" for chunk in chunks)
@@ -281,3 +293,27 @@ def test_a_chat_evaluation_sends_inputs_as_chat_completions_serves_them(
             body = {"model": copy_lm_dir.name, "messages": messages, "max_tokens": 6, "temperature": 0}
             served = client.post("/v1/chat/completions", headers=auth("evaluator"), json=body)
             assert served.json()["choices"][0]["message"]["content"] == output
+
+
+CHUNKS: dict[type, Callable[[dict[str, Any], int, str], Any]] = {
+    CompletionShape: lambda head, index, text: Completion(
+        **head, choices=[CompletionChoice(index=index, text=text, finish_reason=None)]
+    ),
+    ChatShape: lambda head, index, text: ChatCompletionChunk(
+        **head, choices=[ChatChunkChoice(index=index, delta=ChatDelta(content=text))]
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", [CompletionShape, ChatShape])
+def test_a_delta_event_is_the_chunk_pydantic_would_write(shape: type[CompletionShape | ChatShape]) -> None:
+    """Events are spliced into a chunk serialized once; any text, in any choice, must read back as the chunk
+    model itself serializes, even a text or model name that looks like the placeholder."""
+    texts = ['say "hi"\\', "naïve ☃ 𝄞\n\t\x00\x1f\u2028", DeltaEvents.PLACEHOLDER, ""]
+    for model in ("tiny ☃", DeltaEvents.PLACEHOLDER):
+        made = shape(model)
+        for index, text in enumerate(texts):
+            event = made.deltas.event(Delta(index % 2, text))
+            assert event.startswith("data: ") and event.endswith("\n\n")
+            expected = CHUNKS[shape](made.head, index % 2, text).model_dump_json(exclude_none=True)
+            assert json.loads(event[6:-2]) == json.loads(expected)

@@ -7,7 +7,6 @@ never HTTP.
 
 import asyncio
 import itertools
-import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Sequence
@@ -30,6 +29,7 @@ from service.inference.engine_errors import NewTokensOutOfRange, TooManyInputs, 
 from service.inference.generator import BatchKey, BeamSearch, Generator, GenOutput
 from service.inference.kv_batch import KVBatch, cache_argument, decoding_model
 from service.inference.loader import LoadedModel
+from service.inference.mailbox import Mailbox
 from service.inference.options import DEFAULT_NEW_TOKENS, GenerateOptions
 from service.inference.prediction_log import PredictionLog, PredictionRecord
 from service.inference.results import Classified, Generated, ServedModel
@@ -80,8 +80,8 @@ class InferenceEngine:
         self._classifier = Classifier(loaded, settings.multilabel_threshold) if loaded.task.classifies else None
         self._generator = None if loaded.task.classifies else Generator(loaded)
         tokenizer_dirs = [path for path in (settings.model_path, settings.base_model_path) if path is not None]
-        self._chat = None if loaded.task.classifies else load_chat_template(
-            loaded.name, settings.chat_template, tokenizer_dirs
+        self._chat = (
+            None if loaded.task.classifies else load_chat_template(loaded.name, settings.chat_template, tokenizer_dirs)
         )
         self._batcher: DynamicBatcher[Encoded | Row, Any] = DynamicBatcher(
             self._run_batch,
@@ -252,7 +252,7 @@ class InferenceEngine:
 
         Refusals are raised before the first delta. Closing the iterator early stops its rows' generation.
         """
-        mailbox = _Mailbox(asyncio.get_running_loop(), self._settings.stream_interval_ms / 1000)
+        mailbox = Mailbox(asyncio.get_running_loop(), self._settings.stream_interval_ms / 1000)
         texts, rows, key = await self._rows(prompts, options, True, mailbox.put)
         # The worker posts every delta before the batch's results, so the mailbox closes after the last one.
         submitted = asyncio.ensure_future(self._decode(rows, key))
@@ -410,58 +410,6 @@ class InferenceEngine:
                 )
             )
         self._log.record(records)
-
-
-class _Mailbox:
-    """Deltas posted by the worker thread and taken by the event loop in bulk.
-
-    The loop is woken only when the mailbox turns non-empty, and takes every delta waiting, one per choice:
-    a slow reader gets fewer, larger chunks instead of a hand-off and an event per token. After a take, the
-    next waits until ``interval_s`` has passed (or the mailbox closes), so a stream sends at most one event
-    per interval however fast its tokens come.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval_s: float) -> None:
-        self._loop = loop
-        self._interval = interval_s
-        self._lock = threading.Lock()
-        self._deltas: list[Delta] = []
-        self._posted = asyncio.Event()
-        self._closed: asyncio.Future[None] = loop.create_future()
-        self._next_take = 0.0
-
-    def put(self, deltas: list[Delta]) -> None:
-        """On the worker thread."""
-        with self._lock:
-            wake = not self._deltas
-            self._deltas.extend(deltas)
-        if wake:
-            self._loop.call_soon_threadsafe(self._posted.set)
-
-    def close(self) -> None:
-        """On the loop, once nothing more will be put."""
-        self._posted.set()
-        if not self._closed.done():
-            self._closed.set_result(None)
-
-    async def take(self) -> list[Delta] | None:
-        """Every waiting delta, those of one choice joined; None once closed and empty."""
-        pause = self._next_take - self._loop.time()
-        if pause > 0 and not self._closed.done():
-            await asyncio.wait([self._closed], timeout=pause)
-        while True:
-            with self._lock:
-                deltas, self._deltas = self._deltas, []
-            if deltas:
-                self._next_take = self._loop.time() + self._interval
-                texts: dict[int, str] = {}
-                for delta in deltas:
-                    texts[delta.index] = texts.get(delta.index, "") + delta.text
-                return [Delta(index, text) for index, text in texts.items()]
-            if self._closed.done():
-                return None
-            self._posted.clear()
-            await self._posted.wait()
 
 
 async def _tokenized(encode: Callable[[], T], chars: int) -> T:

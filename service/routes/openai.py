@@ -8,7 +8,7 @@ problem+json; one that fails later ends with an ``error`` event, which OpenAI's 
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -81,11 +81,38 @@ def _usage(result: Generated) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
+class DeltaEvents:
+    """A stream's text events, each chunk serialized once per choice with a placeholder where its text goes.
+
+    An event then costs one ``json.dumps`` of its text instead of a pydantic model built and dumped: it runs
+    once per event on the event loop, which shares the GIL with the decoding lanes.
+    """
+
+    PLACEHOLDER = "heldout-delta-text"
+
+    def __init__(self, chunk: Callable[[int, str], BaseModel]) -> None:
+        self._chunk = chunk
+        self._parts: dict[int, tuple[str, str]] = {}
+
+    def event(self, delta: Delta) -> str:
+        parts = self._parts.get(delta.index)
+        if parts is None:
+            whole = self._chunk(delta.index, self.PLACEHOLDER).model_dump_json(exclude_none=True)
+            head, _, tail = whole.rpartition(json.dumps(self.PLACEHOLDER))
+            parts = self._parts[delta.index] = (f"data: {head}", f"{tail}\n\n")
+        return parts[0] + json.dumps(delta.text, ensure_ascii=False) + parts[1]
+
+
 class CompletionShape:
     """/v1/completions: a chunk has the response's shape, with ``text`` the new text."""
 
     def __init__(self, model: str) -> None:
         self.head: dict[str, Any] = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
+        self.deltas = DeltaEvents(
+            lambda index, text: Completion(
+                **self.head, choices=[CompletionChoice(index=index, text=text, finish_reason=None)]
+            )
+        )
 
     def whole(self, result: Generated) -> BaseModel:
         choices = [
@@ -96,10 +123,6 @@ class CompletionShape:
 
     def opening(self, count: int) -> list[BaseModel]:
         return []
-
-    def delta(self, delta: Delta) -> BaseModel:
-        choice = CompletionChoice(index=delta.index, text=delta.text, finish_reason=None)
-        return Completion(**self.head, choices=[choice])
 
     def closing(self, result: Generated, usage: bool) -> list[BaseModel]:
         chunks: list[BaseModel] = [
@@ -114,6 +137,11 @@ class ChatShape:
 
     def __init__(self, model: str) -> None:
         self.head: dict[str, Any] = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
+        self.deltas = DeltaEvents(
+            lambda index, text: ChatCompletionChunk(
+                **self.head, choices=[ChatChunkChoice(index=index, delta=ChatDelta(content=text))]
+            )
+        )
 
     def whole(self, result: Generated) -> BaseModel:
         choices = [
@@ -125,10 +153,6 @@ class ChatShape:
     def opening(self, count: int) -> list[BaseModel]:
         role = ChatDelta(role="assistant", content="")
         return [ChatCompletionChunk(**self.head, choices=[ChatChunkChoice(index=i, delta=role)]) for i in range(count)]
-
-    def delta(self, delta: Delta) -> BaseModel:
-        choice = ChatChunkChoice(index=delta.index, delta=ChatDelta(content=delta.text))
-        return ChatCompletionChunk(**self.head, choices=[choice])
 
     def closing(self, result: Generated, usage: bool) -> list[BaseModel]:
         chunks: list[BaseModel] = [
@@ -157,11 +181,12 @@ async def _sse(
         for chunk in shape.opening(count):
             yield _event(chunk)
         event: Delta | Generated | None = first
-        while event is not None:
-            chunks = [shape.delta(event)] if isinstance(event, Delta) else shape.closing(event, usage)
-            for chunk in chunks:
-                yield _event(chunk)
+        while isinstance(event, Delta):
+            yield shape.deltas.event(event)
             event = await anext(events, None)
+        if event is not None:
+            for chunk in shape.closing(event, usage):
+                yield _event(chunk)
     except DomainError as exc:
         problem = domain_problem(exc)
         yield _event({"error": openai_error(problem.status, problem.detail, problem.errors)})
