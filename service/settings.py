@@ -149,9 +149,7 @@ class Settings(BaseSettings):
         30, ge=1, description="Smallest group a blind set reports as its own slice; smaller ones pool into `other`."
     )
     training_sample: int = Field(
-        1000,
-        ge=0,
-        description="Labelled training records an upload's training_file keeps (seeded sample) for the "
+        1000, ge=0, description="Labelled training records an upload's training_file keeps (seeded sample) for the "
         "generalization gap; 0 keeps none.",
     )
     overfitting_gap: float = Field(

@@ -128,11 +128,7 @@ def test_streamed_completion_equals_the_whole_answer(live: Live, oracle: Callabl
     whole = live.client.completions.create(model=SERVED, prompt=PROMPTS[0], max_tokens=8, temperature=0)
     chunks = list(
         live.client.completions.create(
-            model=SERVED,
-            prompt=PROMPTS[0],
-            max_tokens=8,
-            temperature=0,
-            stream=True,
+            model=SERVED, prompt=PROMPTS[0], max_tokens=8, temperature=0, stream=True,
             stream_options={"include_usage": True},
         )
     )
@@ -166,11 +162,7 @@ def test_chat_applies_the_template_streamed_or_not(live: Live, copy_lm_dir: Path
     assert whole.choices[0].message.content == expected
     chunks = list(
         live.client.chat.completions.create(
-            model=SERVED,
-            messages=messages,
-            max_completion_tokens=6,
-            temperature=0,
-            stream=True,  # type: ignore[arg-type]
+            model=SERVED, messages=messages, max_completion_tokens=6, temperature=0, stream=True  # type: ignore[arg-type]
         )
     )
     assert all(chunk.object == "chat.completion.chunk" for chunk in chunks)

@@ -221,7 +221,9 @@ class Feedback(Base):
     __tablename__ = "feedback"
     __table_args__ = (Index("ix_feedback_model_received_at", "model", "received_at"),)
 
-    prediction_id: Mapped[str] = mapped_column(ForeignKey("prediction_log.id", ondelete="CASCADE"), primary_key=True)
+    prediction_id: Mapped[str] = mapped_column(
+        ForeignKey("prediction_log.id", ondelete="CASCADE"), primary_key=True
+    )
     model: Mapped[str] = mapped_column(String(200), nullable=False)
     predicted: Mapped[str] = mapped_column(Text, nullable=False)
     """The logged prediction's label, copied so a window's scores are one grouped query."""

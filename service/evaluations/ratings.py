@@ -182,7 +182,9 @@ def _upsert(session: Session, evaluation_id: int, rows: list[dict[str, Any]], cr
         )
 
 
-def rate(db: Database, evaluation_id: int, items: Sequence[Rating], *, created_by: str, n_resamples: int) -> Evaluation:
+def rate(
+    db: Database, evaluation_id: int, items: Sequence[Rating], *, created_by: str, n_resamples: int
+) -> Evaluation:
     """Store the ratings (a rater's new rating of an item replaces the old) and the evaluation's new summary."""
     job, test_set = _rateable(db, evaluation_id)
     positions = _positions(db, test_set.id, list(dict.fromkeys(item.id for item in items)))

@@ -58,6 +58,7 @@ class ExplainedModel:
 
 
 class ClassifierModel(ExplainedModel):
+
     def probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Every label's probability for each row (N × labels): one pass, under the lanes it holds."""
         self.passes.begin()

@@ -23,7 +23,9 @@ class MethodNotApplicable(Invalid):
 
     def __init__(self, method: Method, task: str, applicable: Sequence[Method]) -> None:
         usable = ", ".join(applicable) if applicable else "none"
-        super().__init__(f"{method} does not apply to a {task} model; methods that do: {usable}", field="method")
+        super().__init__(
+            f"{method} does not apply to a {task} model; methods that do: {usable}", field="method"
+        )
 
 
 class UnknownTarget(Invalid):

@@ -31,7 +31,11 @@ def ranked_words(text: TokenizedText, word_attributions: Sequence[float]) -> lis
 
 def _row(text: TokenizedText, words: set[int], keep: bool) -> list[int]:
     """``text``'s ids with only the tokens of ``words`` kept (``keep``) or with theirs deleted."""
-    return [token for token, word in zip(text.ids, text.word_of, strict=True) if word < 0 or (word in words) == keep]
+    return [
+        token
+        for token, word in zip(text.ids, text.word_of, strict=True)
+        if word < 0 or (word in words) == keep
+    ]
 
 
 def faithfulness(

@@ -54,7 +54,9 @@ class _Handoff:
 class Passes:
     """The lanes of one explanation, held from the start of a pass to the start of the next."""
 
-    def __init__(self, engine: Lanes, loop: asyncio.AbstractEventLoop, deadline: float, timeout_s: float) -> None:
+    def __init__(
+        self, engine: Lanes, loop: asyncio.AbstractEventLoop, deadline: float, timeout_s: float
+    ) -> None:
         self._engine = engine
         self._loop = loop
         self._deadline = deadline

@@ -137,7 +137,9 @@ def _evaluate(model: BertForSequenceClassification, test: list[CachedBatch]) -> 
     return gold, predicted
 
 
-def build_demo(target: Path, cache_dir: Path, progress: Progress = print, subset: int | None = None) -> dict[str, Any]:
+def build_demo(
+    target: Path, cache_dir: Path, progress: Progress = print, subset: int | None = None
+) -> dict[str, Any]:
     """Write the fine-tuned checkpoint, its tokenizer, the held-out test split and a report to ``target``.
 
     ``subset`` keeps that many sentences (stratified) instead of all, for quick end-to-end tests.

@@ -80,8 +80,8 @@ class InferenceEngine:
         self._classifier = Classifier(loaded, settings.multilabel_threshold) if loaded.task.classifies else None
         self._generator = None if loaded.task.classifies else Generator(loaded)
         tokenizer_dirs = [path for path in (settings.model_path, settings.base_model_path) if path is not None]
-        self._chat = (
-            None if loaded.task.classifies else load_chat_template(loaded.name, settings.chat_template, tokenizer_dirs)
+        self._chat = None if loaded.task.classifies else load_chat_template(
+            loaded.name, settings.chat_template, tokenizer_dirs
         )
         self._batcher: DynamicBatcher[Encoded | Row, Any] = DynamicBatcher(
             self._run_batch,

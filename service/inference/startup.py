@@ -36,12 +36,7 @@ def build_engine(settings: Settings, db: Database) -> InferenceEngine:
     plan = plan_serving(loaded, settings, default_lanes(torch.get_num_threads(), device.type != "cpu"))
     log.info(
         "serving %s (%s, version %s) on %s as %s; %s",
-        loaded.name,
-        loaded.task,
-        loaded.version[:12],
-        loaded.device,
-        loaded.dtype_name,
-        plan.describe(),
+        loaded.name, loaded.task, loaded.version[:12], loaded.device, loaded.dtype_name, plan.describe(),
     )
     prediction_log = PredictionLog(
         database_sink(db), max_buffered_bytes=settings.log_buffer_bytes, max_text_chars=settings.log_text_chars

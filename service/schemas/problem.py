@@ -34,3 +34,4 @@ class Problem(BaseModel):
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """Declares a route's extra error statuses; ``service.openapi`` gives each the Problem body."""
     return {status: {"description": TITLES.get(status, "Error")} for status in statuses}
+

@@ -110,7 +110,7 @@ def _legend() -> str:
     return (
         '<div class="legend"><span>against the label</span>'
         f'<span class="scale">{cells}</span><span>for the label</span>'
-        '<span class="verdict">Shade: the word\'s attribution relative to the largest on this page; '
+        "<span class=\"verdict\">Shade: the word's attribution relative to the largest on this page; "
         "hover a word for its value.</span></div>"
     )
 

@@ -36,7 +36,9 @@ def _axes() -> list[str]:
     for t in TICKS:
         parts.append(f'<line x1="{_f(_x(t))}" y1="{BOTTOM}" x2="{_f(_x(t))}" y2="{BOTTOM + 4}" stroke="#333333"/>')
         parts.append(f'<line x1="{LEFT - 4}" y1="{_f(_y(t))}" x2="{LEFT}" y2="{_f(_y(t))}" stroke="#333333"/>')
-        parts.append(f'<text x="{LEFT - 8}" y="{_f(_y(t) + 4)}" text-anchor="end" font-size="11">{t:.1f}</text>')
+        parts.append(
+            f'<text x="{LEFT - 8}" y="{_f(_y(t) + 4)}" text-anchor="end" font-size="11">{t:.1f}</text>'
+        )
         parts.append(
             f'<text x="{_f(_x(t))}" y="{STRIP_BOTTOM + 14}" text-anchor="middle" font-size="11">{t:.1f}</text>'
         )

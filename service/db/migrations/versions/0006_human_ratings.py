@@ -16,7 +16,9 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "evaluation_rating",
-        sa.Column("evaluation_id", sa.Integer, sa.ForeignKey("evaluation.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "evaluation_id", sa.Integer, sa.ForeignKey("evaluation.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("rater", sa.String(100), primary_key=True),
         sa.Column("rating", sa.Float, nullable=False),

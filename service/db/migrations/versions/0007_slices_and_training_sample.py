@@ -18,7 +18,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("group", sa.String(200), nullable=True))
     op.create_table(
         "training_record",
-        sa.Column("test_set_id", sa.Integer, sa.ForeignKey("test_set.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "test_set_id", sa.Integer, sa.ForeignKey("test_set.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("input", sa.Text, nullable=False),
         sa.Column("target", sa.JSON, nullable=False),
