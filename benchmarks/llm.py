@@ -59,7 +59,7 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from benchmarks.harness import free_port, percentile, round_ratios, row
+from benchmarks.harness import free_port, percentile, raw_post, round_ratios, row
 from benchmarks.machine import describe
 from service.inference.device import resolve_dtype
 from service.inference.packed_linear import pack_linears
@@ -280,15 +280,6 @@ def events(lines: list[str]) -> Iterator[dict[str, object]]:
             yield json.loads(line[5:])
 
 
-def http_request(path: str, request: Request) -> bytes:
-    payload = json.dumps(body(request)).encode()
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
-    )
-    return head.encode() + payload
-
-
 async def _body_parts(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
     """The response body as it arrives: chunk by chunk when chunked, else whole."""
     head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
@@ -322,7 +313,7 @@ async def _client(port: int, requests: list[Request], offset: int, until: float,
     """A keep-alive connection sending one request at a time: plain asyncio, so the load generator takes
     little of the CPU the server shares."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    raw = [http_request(COMPLETIONS, request) for request in requests]
+    raw = [raw_post(COMPLETIONS, body(request), API_KEY) for request in requests]
     i = offset
     while time.perf_counter() < until:
         done.append(await stream_one(reader, writer, raw[i % len(raw)], requests[i % len(requests)]))

@@ -43,7 +43,7 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from benchmarks.harness import free_port, percentile, round_ratios, row
+from benchmarks.harness import free_port, percentile, raw_post, round_ratios, row
 from benchmarks.machine import describe
 from service.inference.demo import ensure_demo_model
 from service.inference.demo_data import TEST_SET_FILE
@@ -203,15 +203,7 @@ async def _drive(port: int, pid: int, requests: list[bytes], concurrency: int, w
 
 
 def http_requests(texts: list[str], path: str) -> list[bytes]:
-    out = []
-    for text in texts:
-        body = json.dumps({"inputs": [text]}).encode()
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        out.append(head.encode() + body)
-    return out
+    return [raw_post(path, {"inputs": [text]}, API_KEY) for text in texts]
 
 
 def autotuned(port: int) -> dict[str, object]:
