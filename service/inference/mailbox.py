@@ -39,7 +39,8 @@ class Mailbox:
         """On the decoding thread."""
         with self._lock:
             self._deltas.extend(deltas)
-            waiting, self._waiting = self._posted if self._waiting else None, False
+            waiting = self._posted if self._waiting else None
+            self._waiting = False
         if waiting is not None:
             self._loop.call_soon_threadsafe(_resolve, waiting)
 
