@@ -11,6 +11,10 @@
   ``async def`` endpoint (one generate at a time on the event loop);
 * a single forward pass over one prompt: the floor for the time to first token at one client.
 
+At the top load level, heldout's engine is also driven in this process with no HTTP in front (the same
+streams, as coroutines): a diagnostic row that splits any gap to offline decoding between the engine and
+the serving path.
+
 heldout runs as ``heldout serve --model <dir>``. Clients are streaming clients (``stream: true``,
 ``stream_options.include_usage``) on keep-alive connections, written on plain asyncio as in
 benchmarks/serving.py so the load generator costs little of the CPU the server shares, each sending one
@@ -66,6 +70,7 @@ from service.inference.packed_linear import pack_linears
 
 API_KEY = "benchmark-evaluator-key"
 COMPLETIONS = "/v1/completions"
+IN_PROCESS = "heldout engine in process, no HTTP"
 MODEL_NAME = "bench-gpt2"
 BATCH_SIZES = (8, 16, 32)
 GPU_BATCH_SIZES = (8, 16, 32, 64, 128)
@@ -348,6 +353,72 @@ async def _drive(port: int, requests: list[Request], concurrency: int, warmup: f
     return Load("", concurrency, tokens / seconds, percentile(ttft, 0.5), percentile(ttft, 0.99), errors, client_cpu)
 
 
+class InProcess:
+    """heldout's engine in this process, with no HTTP in front: driven by the same streams as the clients',
+    it shows how much of the gap to offline decoding is the engine's and how much the serving path's."""
+
+    def __init__(self, model_dir: Path, data_dir: Path, threads: int, device: str) -> None:
+        from service.db.migrate import migrate
+        from service.db.session import Database
+        from service.inference.startup import build_engine
+        from service.settings import Settings
+
+        settings = Settings(
+            model_path=model_dir, data_dir=data_dir, database_url=None, torch_threads=threads, device=device
+        )
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._db = Database(settings.resolved_database_url)
+        migrate(self._db, data_dir)
+        self._runner = asyncio.Runner()  # the engine's batchers belong to the loop they started on
+        self._engine = build_engine(settings, self._db)
+        self._runner.run(self._engine.start())
+
+    def measure(self, requests: list[Request], concurrency: int, seconds: float) -> Load:
+        load = self._runner.run(self._drive(requests, concurrency, min(2.0, seconds / 4), seconds))
+        print(
+            f"  {load.name} c={concurrency}: {load.throughput:.1f} tokens/s, TTFT p50 {load.ttft_p50_ms:.1f} ms, "
+            f"errors {load.errors}",
+            flush=True,
+        )
+        return load
+
+    async def _drive(self, requests: list[Request], concurrency: int, warmup: float, seconds: float) -> Load:
+        from service.inference.options import GenerateOptions
+        from service.inference.rows import Delta
+
+        done: list[Done] = []
+        now = time.perf_counter()
+        warm_until, until = now + warmup, now + warmup + seconds
+
+        async def client(offset: int) -> None:
+            i = offset
+            while (start := time.perf_counter()) < until:
+                request = requests[i % len(requests)]
+                i += 1
+                first, tokens = 0.0, -1
+                options = GenerateOptions(max_new_tokens=request.max_tokens, length_field="max_tokens")
+                async for event in self._engine.stream([request.prompt], options):
+                    if isinstance(event, Delta):
+                        first = first or time.perf_counter()
+                    else:
+                        tokens = sum(out.tokens for out in event.outputs)
+                end = time.perf_counter()
+                done.append(Done(start, first or end, end, tokens, tokens == request.max_tokens))
+
+        await asyncio.gather(*(client(i * 7) for i in range(concurrency)))
+        window = [d for d in done if warm_until <= d.end <= until]
+        ttft = [(d.first - d.start) * 1000 for d in window if d.ok]
+        tokens = sum(d.tokens for d in window if d.ok)
+        errors = sum(not d.ok for d in window)
+        p50, p99 = percentile(ttft, 0.5), percentile(ttft, 0.99)
+        return Load(IN_PROCESS, concurrency, tokens / seconds, p50, p99, errors, float("nan"))
+
+    def close(self) -> None:
+        self._runner.run(self._engine.aclose())
+        self._runner.close()
+        self._db.dispose()
+
+
 def plain_server(model_dir: Path, port: int, threads: int, blocking: bool, device: str) -> None:
     """The reference: a bare FastAPI endpoint doing one ``generate`` per request, its text sent as one event."""
     import uvicorn
@@ -498,6 +569,7 @@ def main() -> None:
         }
         env.pop("HELDOUT_DATABASE_URL", None)
         servers: list[Server] = []
+        in_process: InProcess | None = None
         try:
             port = free_port()
             command = [sys.executable, "-m", "service.cli", "serve", "--model", str(model_dir), "--port", str(port)]
@@ -509,11 +581,14 @@ def main() -> None:
                 command += ["--model-dir", str(model_dir), "--device", args.device]
                 servers.append(start(name, [*command, *flags, "--plain-server", str(port)], env, port, "/healthz"))
                 check_streams(servers[-1], requests[0])
-            run_rounds(args, servers, models, requests, levels)
+            in_process = InProcess(model_dir, Path(scratch) / "in-process", args.threads, args.device)
+            run_rounds(args, servers, models, requests, levels, in_process)
         finally:
             for server in servers:
                 server.process.terminate()
                 server.process.wait(60)
+            if in_process is not None:
+                in_process.close()
 
 
 def run_rounds(
@@ -522,6 +597,7 @@ def run_rounds(
     models: dict[bool, Loaded],
     requests: list[Request],
     levels: list[int],
+    in_process: InProcess,
 ) -> None:
     heldout, plains = servers[0], servers[1:]
     offline: list[Offline] = []
@@ -557,6 +633,9 @@ def run_rounds(
         print(
             f"  offline {before.describe()}: {before.throughput:.1f} before, {after.throughput:.1f} after", flush=True
         )
+        engine = in_process.measure(requests, levels[-1], args.duration)
+        loads.setdefault((engine.name, engine.concurrency), []).append(engine)
+        print(f"  in process / offline static: {engine.throughput / offline[-1].throughput:.2f}", flush=True)
         fastest_plain = max(measured(server, levels[-1]).throughput for server in plains)
         ratios.append((top.throughput / offline[-1].throughput, top.throughput / fastest_plain))
     limit = replace(config, throughput=statistics.median(o.throughput for o in offline))
@@ -584,7 +663,7 @@ def report(
             f"{load.throughput / limit.throughput:.2f}",
             f"{load.ttft_p50_ms:.1f}",
             f"{load.ttft_p99_ms:.1f}",
-            f"{load.client_cpu:.2f}",
+            "-" if load.name == IN_PROCESS else f"{load.client_cpu:.2f}",
             load.errors,
         )
     heldout = [load for load in loads if load.name == "heldout"]
