@@ -339,18 +339,24 @@ class Load:
 
 
 async def _drive(port: int, requests: list[Request], concurrency: int, warmup: float, seconds: float) -> Load:
-    """Throughput counts requests finished inside the measured window; TTFTs are theirs."""
+    """``concurrency`` clients against the server on ``port``, and what the clients' own CPU came to."""
     done: list[Done] = []
     cpu = time.process_time()
     now = time.perf_counter()
     warm_until, until = now + warmup, now + warmup + seconds
     await asyncio.gather(*(_client(port, requests, i * 7, until, done) for i in range(concurrency)))
     client_cpu = (time.process_time() - cpu) / (time.perf_counter() - now)
+    return summary("", concurrency, done, warm_until, until, client_cpu)
+
+
+def summary(name: str, concurrency: int, done: list[Done], warm_until: float, until: float, cpu: float) -> Load:
+    """Throughput counts requests finished inside the measured window; TTFTs are theirs."""
     window = [d for d in done if warm_until <= d.end <= until]
     ttft = [(d.first - d.start) * 1000 for d in window if d.ok]
     tokens = sum(d.tokens for d in window if d.ok)
     errors = sum(not d.ok for d in window)
-    return Load("", concurrency, tokens / seconds, percentile(ttft, 0.5), percentile(ttft, 0.99), errors, client_cpu)
+    throughput = tokens / (until - warm_until)
+    return Load(name, concurrency, throughput, percentile(ttft, 0.5), percentile(ttft, 0.99), errors, cpu)
 
 
 class InProcess:
@@ -406,12 +412,7 @@ class InProcess:
                 done.append(Done(start, first or end, end, tokens, tokens == request.max_tokens))
 
         await asyncio.gather(*(client(i * 7) for i in range(concurrency)))
-        window = [d for d in done if warm_until <= d.end <= until]
-        ttft = [(d.first - d.start) * 1000 for d in window if d.ok]
-        tokens = sum(d.tokens for d in window if d.ok)
-        errors = sum(not d.ok for d in window)
-        p50, p99 = percentile(ttft, 0.5), percentile(ttft, 0.99)
-        return Load(IN_PROCESS, concurrency, tokens / seconds, p50, p99, errors, float("nan"))
+        return summary(IN_PROCESS, concurrency, done, warm_until, until, float("nan"))
 
     def close(self) -> None:
         self._runner.run(self._engine.aclose())
