@@ -27,7 +27,6 @@ import asyncio
 import json
 import math
 import os
-import random
 import re
 import statistics
 import subprocess
@@ -40,10 +39,12 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import httpx
+import numpy as np
 import torch
 from captum.attr import FeatureAblation, KernelShap, LayerIntegratedGradients, Lime
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from metrics.bootstrap import make_rng, percentile_interval, resampled_sums
 from service.inference.demo import ensure_demo_model
 from service.inference.demo_data import TEST_SET_FILE
 from tests.live_server import free_port, wait_for
@@ -406,9 +407,9 @@ def paired_difference(plain: Plain, texts: list[str], targets: dict[str, int], c
         comprehensiveness(plain, text, ours, targets[text]) - comprehensiveness(plain, text, theirs, targets[text])
         for text, ours, theirs in zip(texts, c.heldout_words, c.reference_words, strict=True)
     ]
-    rng = random.Random(0)
-    means = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(2000))
-    return statistics.fmean(diffs), means[49], means[1950]
+    means = resampled_sums(np.array(diffs), 2000, make_rng(0))[:, 0] / len(diffs)
+    interval = percentile_interval(means, 0.95)
+    return statistics.fmean(diffs), interval.low, interval.high
 
 
 def report(
