@@ -15,11 +15,11 @@ from service.errors import install_error_handlers
 from service.evaluations.startup import start_evaluations, stop_evaluations
 from service.evaluations.telemetry import restore_metrics
 from service.explanations.startup import start_explanations, stop_explanations
+from service.fast_path import FastPath
 from service.inference.startup import model_check, start_inference, stop_inference
 from service.middleware import BodySizeLimit, HttpMetrics
 from service.monitoring.startup import start_monitoring, stop_monitoring
 from service.openapi import install_openapi
-from service.predict_fast_path import PredictFastPath
 from service.readiness import Readiness, database_check
 from service.request_guard import require_json_media_type
 from service.routes import (
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     install_openapi(app)
-    app.add_middleware(PredictFastPath)
+    app.add_middleware(FastPath)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,

@@ -8,7 +8,8 @@ problem+json; one that fails later ends with an ``error`` event, which OpenAI's 
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -43,6 +44,8 @@ from service.schemas.problem import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 EVENT_STREAM = "text/event-stream"
+DONE = "data: [DONE]\n\n"
+"""Ends every stream: the last piece ``_sse`` yields ends with it, and no other piece does."""
 RESPONSES: dict[int | str, dict[str, Any]] = {
     **problem_responses(404, 409, 429, 503, 504),
     200: {"content": {EVENT_STREAM: {"schema": {"type": "string"}}}, "description": "The answer, or its chunks."},
@@ -174,9 +177,10 @@ def _event(chunk: BaseModel | dict[str, Any]) -> str:
 
 async def _sse(
     first: Delta | Generated, events: AsyncGenerator[Delta | Generated, None], shape: Shape, count: int, usage: bool
-) -> AsyncIterator[str]:
-    """The chunks, then ``data: [DONE]``. A client that leaves cancels this, and closing ``events`` stops
-    its generation."""
+) -> AsyncGenerator[str, None]:
+    """The chunks, then ``data: [DONE]``, the closing chunks in one piece. A client that leaves cancels this,
+    and closing ``events`` stops its generation."""
+    ending = DONE
     try:
         for chunk in shape.opening(count):
             yield _event(chunk)
@@ -185,42 +189,75 @@ async def _sse(
             yield shape.deltas.event(event)
             event = await anext(events, None)
         if event is not None:
-            for chunk in shape.closing(event, usage):
-                yield _event(chunk)
+            ending = "".join(_event(chunk) for chunk in shape.closing(event, usage)) + ending
     except DomainError as exc:
         problem = domain_problem(exc)
-        yield _event({"error": openai_error(problem.status, problem.detail, problem.errors)})
+        ending = _event({"error": openai_error(problem.status, problem.detail, problem.errors)}) + ending
     finally:
         await events.aclose()
-    yield "data: [DONE]\n\n"
+    yield ending
 
 
-async def answer(
-    engine: InferenceEngine, prompts: Sequence[Prompt], body: SamplingFields, options: GenerateOptions, shape: Shape
-) -> Response:
-    """The whole response as JSON, or (``stream``) its chunks as they are generated."""
-    if not body.stream:
-        result = await engine.generate(prompts, options)
-        return Response(shape.whole(result).model_dump_json(exclude_none=True), media_type="application/json")
-    events = engine.stream(prompts, options)
-    first = await anext(events)  # refusals raise here, before any byte is sent
-    usage = body.stream_options is not None and body.stream_options.include_usage
-    return StreamingResponse(_sse(first, events, shape, len(prompts), usage), media_type=EVENT_STREAM)
+@dataclass(frozen=True)
+class Call:
+    """A completion request as the engine takes it: what the routes and the ASGI fast path both answer."""
+
+    engine: InferenceEngine
+    prompts: Sequence[Prompt]
+    options: GenerateOptions
+    shape: Shape
+    stream: bool
+    usage: bool
 
 
-@router.post("/completions", response_model=Completion, response_model_exclude_none=True, responses=RESPONSES)
-async def completions(_: EvaluatorDep, body: CompletionRequest, engine: OptionalEngineDep) -> Response:
+def completion_call(engine: InferenceEngine | None, body: CompletionRequest) -> Call:
     model = serving(engine, body.model)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     options = sampling_options(body, body.max_tokens, "max_tokens")
-    return await answer(model, prompts, body, options, CompletionShape(model.loaded.name))
+    return _call(model, prompts, body, options, CompletionShape(model.loaded.name))
 
 
-@router.post("/chat/completions", response_model=ChatCompletion, response_model_exclude_none=True, responses=RESPONSES)
-async def chat_completions(_: EvaluatorDep, body: ChatCompletionRequest, engine: OptionalEngineDep) -> Response:
+def chat_call(engine: InferenceEngine | None, body: ChatCompletionRequest) -> Call:
     model = serving(engine, body.model)
     # Templates know OpenAI's newer "developer" role as what it replaced.
     chat = Chat(tuple(ChatMessage("system" if m.role == "developer" else m.role, m.text()) for m in body.messages))
     length_field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
     options = sampling_options(body, body.max_completion_tokens or body.max_tokens, length_field)
-    return await answer(model, [chat], body, options, ChatShape(model.loaded.name))
+    return _call(model, [chat], body, options, ChatShape(model.loaded.name))
+
+
+def _call(
+    engine: InferenceEngine, prompts: Sequence[Prompt], body: SamplingFields, options: GenerateOptions, shape: Shape
+) -> Call:
+    usage = body.stream_options is not None and body.stream_options.include_usage
+    return Call(engine, prompts, options, shape, body.stream, usage)
+
+
+async def whole_json(call: Call) -> bytes:
+    """The whole answer, once generated."""
+    result = await call.engine.generate(call.prompts, call.options)
+    return call.shape.whole(result).model_dump_json(exclude_none=True).encode()
+
+
+async def opened_stream(call: Call) -> AsyncGenerator[str, None]:
+    """The answer's server-sent events, once the first token is out: refusals raise here, before any byte."""
+    events = call.engine.stream(call.prompts, call.options)
+    first = await anext(events)
+    return _sse(first, events, call.shape, len(call.prompts), call.usage)
+
+
+async def answer(call: Call) -> Response:
+    """The whole response as JSON, or (``stream``) its chunks as they are generated."""
+    if not call.stream:
+        return Response(await whole_json(call), media_type="application/json")
+    return StreamingResponse(await opened_stream(call), media_type=EVENT_STREAM)
+
+
+@router.post("/completions", response_model=Completion, response_model_exclude_none=True, responses=RESPONSES)
+async def completions(_: EvaluatorDep, body: CompletionRequest, engine: OptionalEngineDep) -> Response:
+    return await answer(completion_call(engine, body))
+
+
+@router.post("/chat/completions", response_model=ChatCompletion, response_model_exclude_none=True, responses=RESPONSES)
+async def chat_completions(_: EvaluatorDep, body: ChatCompletionRequest, engine: OptionalEngineDep) -> Response:
+    return await answer(chat_call(engine, body))
