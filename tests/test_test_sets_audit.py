@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from fastapi.testclient import TestClient
 
+from service.test_sets import staging, store
 from tests.fixtures_test_sets import jsonl, upload, uploaded
 
 pytest_plugins = ["tests.fixtures_test_sets"]
@@ -131,3 +132,18 @@ def test_generation_conflicting_references(db_client: TestClient) -> None:
     assert audit["duplicates"]["conflicting_targets"] == {"groups": 1, "records": 2, "example_ids": [["1", "2"]]}
     assert audit["label_distribution"] is None
     assert audit["lengths"]["reference_chars"]["max"] == len("good morning")
+
+
+def test_heartbeats_during_an_upload_with_a_training_sample(db_client: TestClient, monkeypatch: Any) -> None:
+    """A slow upload renews its heartbeat between audit queries, from a second connection. On SQLite that
+    write waits for the upload's own transaction, so it must come before the transaction writes anything
+    (here every beat renews, as on a host slow enough to reach HEARTBEAT_S, and batches are small, so
+    beats come between the training fingerprints' batches too)."""
+    monkeypatch.setattr(staging, "HEARTBEAT_S", 0.0)
+    monkeypatch.setattr(store, "INSERT_BATCH", 8)
+    rows = dataset()
+    training = [{"text": row["text"], "label": row["label"]} for row in rows[:40]]
+    files = {"training_file": ("train.jsonl", jsonl(training))}
+    body = uploaded(db_client, jsonl(rows), name="beats", extra_files=files)
+    assert body["audit"]["training_sample"]["kept"] == 40
+    assert body["audit"]["contamination"]["training_inputs"] > 0

@@ -170,13 +170,18 @@ def _store(db: Database, set_id: int, upload: Upload, max_record_bytes: int, if_
             if upload.training
             else None
         )
-        kept = _keep_training_sample(session, set_id, sample, labels, bool(reader.multilabel)) if sample else 0
         beat()
         exact = _duplicate_groups(session, set_id, TestRecord.exact_fp)
         beat()
         normalized = _duplicate_groups(session, set_id, TestRecord.norm_fp)
         beat()
         conflicting = _duplicate_groups(session, set_id, TestRecord.norm_fp, conflicting=True)
+    # A transaction of its own: on SQLite, a write in the one above would hold the database's lock, which the
+    # beats (another connection) wait for, or would follow their writes on a stale snapshot and fail.
+    kept = 0
+    if sample is not None:
+        with db.session() as session:
+            kept = _keep_training_sample(session, set_id, sample, labels, bool(reader.multilabel))
     report = audit.finish(reader.records, exact, normalized, conflicting, contamination, reader.ignored_fields)
     if sample is not None:
         report["training_sample"] = {"labelled": sample.labelled, "kept": kept}
