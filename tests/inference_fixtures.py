@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import fastapi.routing
 import pytest
 import torch
 from fastapi.testclient import TestClient
@@ -84,6 +85,21 @@ def serve(make_settings: Callable[..., Settings]) -> Callable[..., AbstractConte
             yield client
 
     return start
+
+
+@pytest.fixture
+def route_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Paths of the requests that reached FastAPI's dependency solver, i.e. went through a route rather than
+    the ASGI fast path."""
+    calls: list[str] = []
+    solve = fastapi.routing.solve_dependencies
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["request"].url.path)
+        return await solve(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
+    yield calls
 
 
 def prediction_record(i: int, chars: int | None = None) -> PredictionRecord:

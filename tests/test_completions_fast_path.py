@@ -8,7 +8,6 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import fastapi.routing
 import pytest
 from fastapi.testclient import TestClient
 
@@ -24,20 +23,6 @@ THROUGH_ROUTE = {**EVALUATOR, "Content-Type": "application/vnd.heldout+json"}
 TEMPLATE = "{% for m in messages %}{{ m.content }} ={% endfor %}"
 # What differs between two answers to one request: the response id and the second it was created.
 VOLATILE = re.compile(rb'"id":"(?:chat)?cmpl-[0-9a-f]+"|"created":\d+')
-
-
-@pytest.fixture
-def route_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Paths of the requests that reached FastAPI's dependency solver, i.e. went through a route."""
-    calls: list[str] = []
-    solve = fastapi.routing.solve_dependencies
-
-    async def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs["request"].url.path)
-        return await solve(*args, **kwargs)
-
-    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
-    yield calls
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import fastapi.routing
 import pytest
 from fastapi.testclient import TestClient
 
@@ -25,20 +24,6 @@ ServeFactory = Callable[..., AbstractContextManager[TestClient]]
 EVALUATOR = auth("evaluator")
 # FastAPI parses any "+json" media type as JSON; the fast path takes only application/json.
 THROUGH_ROUTE = {**EVALUATOR, "Content-Type": "application/vnd.heldout+json"}
-
-
-@pytest.fixture
-def route_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Paths of the requests that reached FastAPI's dependency solver, i.e. went through a route."""
-    calls: list[str] = []
-    solve = fastapi.routing.solve_dependencies
-
-    async def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs["request"].url.path)
-        return await solve(*args, **kwargs)
-
-    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
-    yield calls
 
 
 def without_ids(body: dict[str, Any]) -> dict[str, Any]:
