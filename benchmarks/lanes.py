@@ -48,15 +48,16 @@ def run_lane(model: Any, classifier: bool, rows: int, steps: int, start: Any) ->
     generator = torch.Generator().manual_seed(rows)
     ids = torch.randint(0, model.config.vocab_size, (rows, PROMPT_TOKENS), generator=generator)
     mask = torch.ones_like(ids)
+    name = None if classifier else cache_argument(model)
+    if not classifier and name is None:
+        raise RuntimeError("this model's forward takes no cache argument: heldout decodes it with generate")
     with torch.inference_mode():
         start.wait()
         began = time.perf_counter()
-        if classifier:
+        if name is None:
             for _ in range(steps):
                 model(input_ids=ids, attention_mask=mask)
         else:
-            name = cache_argument(model)
-            assert name is not None
             batch, logits = KVBatch.prefill(model, name, ids, mask)
             for _ in range(steps):
                 logits = batch.step(logits.argmax(dim=-1))

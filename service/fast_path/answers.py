@@ -22,7 +22,8 @@ def event_stream(events: AsyncGenerator[str, None], ending: str) -> ASGIApp:
     """Each event sent as it comes; the one that ends with ``ending`` goes with the end of the body, in
     one write instead of two. uvicorn drops what is sent to a client that has gone rather than
     failing, so a second task waits for the disconnect and stops the stream (and, by closing ``events``,
-    its generation), as Starlette's streaming response does."""
+    its generation), as Starlette's streaming response does. Starlette's own response, used here instead,
+    made 3,106–3,261 tokens/s against 3,277–3,413 in three alternations at 32 LLM benchmark streams."""
 
     async def respond(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", EVENT_STREAM)]})
